@@ -152,7 +152,8 @@ export interface Ready {
 export type ProposeResult =
   | { ok: true; index: number; term: number }
   | { ok: false; code: "NOTLEADER"; leaderId: NodeId | null }
-  | { ok: false; code: "BUSY"; reason: string };
+  | { ok: false; code: "BUSY"; reason: string }
+  | { ok: false; code: "INVALID"; reason: string };
 
 export type ConfChange =
   | { type: "add"; member: Omit<Member, "voter"> }

@@ -1,0 +1,255 @@
+// `echokv serve`: runs one node. Without state and without --join-addr it
+// bootstraps a one-node cluster; without state and with --join-addr it asks
+// that member to add it; with state it recovers and ignores --join-addr.
+
+import { defineCommand, type ArgsDef } from "citty";
+import { join } from "node:path";
+import { RespClient } from "../client/client.ts";
+import type { RespValue } from "../protocol/resp.ts";
+import type { Member } from "../raft/types.ts";
+import { createLogger, errorMessage, type Logger, type LogLevel } from "../log.ts";
+import { EchoNode } from "../node/node.ts";
+import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
+import { RespServer } from "../server/server.ts";
+import { SqliteStorage, StorageError } from "../storage/sqlite.ts";
+import { parseHostPort } from "../transport/address.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../transport/transport.ts";
+import { TcpTransport } from "../transport/tcp.ts";
+import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
+
+const serveArgs = {
+  "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-')", required: true },
+  "listen-addr": { type: "string", description: "host:port of the RESP client listener; ':5379' means all interfaces", default: "127.0.0.1:5379" },
+  "raft-addr": { type: "string", description: "host:port of the peer listener, as other nodes reach it", default: "127.0.0.1:15379" },
+  "join-addr": { type: "string", description: "Client address (host:port) of any member of the cluster to join; ignored once the node has state" },
+  "data-dir": { type: "string", description: "Directory of this node's database (default: data/<node-id>)" },
+  "tick-ms": { type: "string", description: "Length of one Raft tick in milliseconds", default: "50" },
+  "election-ticks": { type: "string", description: "Election timeout in ticks (randomized up to twice this)", default: "10" },
+  "request-timeout-ms": { type: "string", description: "Time a write may wait for commit before failing with TIMEOUT", default: "5000" },
+  "join-timeout-ms": { type: "string", description: "Time to keep retrying the join before giving up", default: "30000" },
+  "max-key-bytes": { type: "string", description: "Largest accepted key, in bytes", default: String(64 * 1024) },
+  "max-value-bytes": { type: "string", description: "Largest accepted value, in bytes", default: String(16 * 1024 * 1024) },
+  "max-clients": { type: "string", description: "Maximum simultaneous client connections", default: "10000" },
+  "log-level": { type: "string", description: "Minimum level of log lines: debug, info, warn or error", default: "info" },
+} satisfies ArgsDef;
+
+export interface ServeSettings {
+  nodeId: string;
+  listenAddr: string;
+  raftAddr: string;
+  clientAddr: string;
+  joinAddr: string | null;
+  dataDir: string;
+  tickMs: number;
+  raftConfig: RaftConfig;
+  requestTimeoutMs: number;
+  joinTimeoutMs: number;
+  maxKeyBytes: number;
+  maxValueBytes: number;
+  maxClients: number;
+  logLevel: LogLevel;
+}
+
+type ServeFlags = Record<keyof typeof serveArgs, string | undefined>;
+
+/** Validates the flags of `serve`; every error names the flag and the bad value. */
+export function parseServeFlags(flags: ServeFlags): ServeSettings {
+  const nodeId = flags["node-id"] ?? "";
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) {
+    throw new UsageError(`invalid --node-id "${nodeId}": use 1 to 64 letters, digits, '.', '_' or '-'`);
+  }
+  const listenAddr = normalizeListenAddr(flags["listen-addr"] ?? "127.0.0.1:5379", "listen-addr");
+  const raftAddr = normalizeListenAddr(flags["raft-addr"] ?? "127.0.0.1:15379", "raft-addr");
+  const joinFlag = flags["join-addr"];
+  const joinAddr = joinFlag ? normalizeListenAddr(joinFlag.startsWith(":") ? `127.0.0.1${joinFlag}` : joinFlag, "join-addr") : null;
+  if (parseHostPort(raftAddr).port === 0) throw new UsageError("--raft-addr needs a fixed port: other nodes dial it");
+
+  // Other nodes reach the client port on the raft host when it listens on every interface.
+  const listen = parseHostPort(listenAddr);
+  const raftHost = parseHostPort(raftAddr).host;
+  const clientHost = listen.host === "0.0.0.0" || listen.host === "::" ? raftHost : listen.host;
+  const clientAddr = `${clientHost.includes(":") ? `[${clientHost}]` : clientHost}:${listen.port}`;
+
+  const tickMs = intFlag(flags["tick-ms"], "tick-ms", 50, 1, 10_000);
+  const electionTicks = intFlag(flags["election-ticks"], "election-ticks", 10, 3, 10_000);
+  const raftConfig: RaftConfig = { ...DEFAULT_RAFT_CONFIG, electionTicks };
+  const problem = validateRaftConfig(raftConfig);
+  if (problem) throw new UsageError(`invalid Raft settings: ${problem}`);
+
+  const maxValueBytes = intFlag(flags["max-value-bytes"], "max-value-bytes", 16 << 20, 1, 32 << 20);
+  return {
+    nodeId,
+    listenAddr,
+    raftAddr,
+    clientAddr,
+    joinAddr,
+    dataDir: flags["data-dir"] || join("data", nodeId),
+    tickMs,
+    raftConfig,
+    requestTimeoutMs: intFlag(flags["request-timeout-ms"], "request-timeout-ms", 5000, 10, 600_000),
+    joinTimeoutMs: intFlag(flags["join-timeout-ms"], "join-timeout-ms", 30_000, 100, 3_600_000),
+    maxKeyBytes: intFlag(flags["max-key-bytes"], "max-key-bytes", 64 * 1024, 1, 1 << 20),
+    maxValueBytes,
+    maxClients: intFlag(flags["max-clients"], "max-clients", 10_000, 1, 1_000_000),
+    logLevel: parseLogLevel(flags["log-level"] ?? "info"),
+  };
+}
+
+function parseLogLevel(value: string): LogLevel {
+  if (value === "debug" || value === "info" || value === "warn" || value === "error") return value;
+  throw new UsageError(`invalid --log-level "${value}": expected debug, info, warn or error`);
+}
+
+/** Accepts ":port" as "0.0.0.0:port"; other forms must be host:port. */
+function normalizeListenAddr(value: string, flag: string): string {
+  const addr = value.startsWith(":") ? `0.0.0.0${value}` : value;
+  try {
+    parseHostPort(addr);
+  } catch (err) {
+    throw new UsageError(`invalid --${flag}: ${errorMessage(err)}`);
+  }
+  return addr;
+}
+
+/** Starts a node and resolves once it is serving; the returned function stops it. */
+export async function runNode(settings: ServeSettings, logger: Logger): Promise<() => Promise<void>> {
+  const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
+  const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
+  let mode: "recover" | "bootstrap" | "join";
+  if (storage.clusterId() !== null) {
+    mode = "recover";
+    if (settings.joinAddr) logger.info("node has cluster state; ignoring --join-addr", { node: settings.nodeId, join_addr: settings.joinAddr });
+  } else if (settings.joinAddr) {
+    mode = "join";
+  } else {
+    mode = "bootstrap";
+    const clusterId = EchoNode.bootstrap(storage, { ...self, voter: true });
+    logger.info("bootstrapped a new one-node cluster", { node: settings.nodeId, cluster: clusterId });
+  }
+
+  let fatal: ((err: Error) => void) | null = null;
+  const node = new EchoNode({
+    nodeId: settings.nodeId,
+    raftAddr: settings.raftAddr,
+    clientAddr: settings.clientAddr,
+    storage,
+    raftConfig: settings.raftConfig,
+    tickMs: settings.tickMs,
+    requestTimeoutMs: settings.requestTimeoutMs,
+    logger,
+    createTransport: (options) => new TcpTransport({ ...options, maxFrameBytes: DEFAULT_MAX_FRAME_BYTES }),
+    onFatal: (err) => fatal?.(err),
+  });
+  const server = new RespServer({
+    listenAddr: settings.listenAddr,
+    node,
+    limits: { maxKeyBytes: settings.maxKeyBytes, maxValueBytes: settings.maxValueBytes },
+    logger: logger.with(() => ({ node: settings.nodeId })),
+    requestTimeoutMs: settings.requestTimeoutMs,
+    retryDelayMs: settings.tickMs * 2,
+    maxClients: settings.maxClients,
+  });
+
+  const stop = async () => {
+    server.stop();
+    await node.stop();
+  };
+  fatal = (err) => {
+    logger.error("node stopped after a fatal error", { node: settings.nodeId, error: err.message });
+    process.exit(70);
+  };
+
+  try {
+    await node.start();
+    server.start();
+    if (mode === "join") await joinCluster(node, settings, logger);
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+  return stop;
+}
+
+/** Asks the member at --join-addr to add this node, retrying until --join-timeout-ms. */
+async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logger): Promise<void> {
+  const target = settings.joinAddr!;
+  const deadline = Date.now() + settings.joinTimeoutMs;
+  let attempt = 0;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    attempt++;
+    let client: RespClient | null = null;
+    try {
+      client = await RespClient.connect(target, { timeoutMs: 2000 });
+      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr], {
+        timeoutMs: Math.max(1000, deadline - Date.now()),
+      });
+      const joined = parseJoinReply(reply);
+      if (joined) {
+        const { clusterId, members } = joined;
+        node.setClusterId(clusterId, members);
+        logger.info("joined cluster", { node: settings.nodeId, cluster: clusterId, via: target, attempts: attempt });
+        return;
+      }
+      const message = reply.type === "error" ? reply.message : `unexpected reply ${JSON.stringify(reply)}`;
+      // A definite rejection (such as an id clash) will not change by retrying.
+      if (reply.type === "error" && message.startsWith("ERR ")) {
+        throw new UsageError(`join via ${target} was rejected: ${message.slice(4)}`);
+      }
+      lastError = message;
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      lastError = errorMessage(err);
+    } finally {
+      client?.close();
+    }
+    if (attempt === 1) logger.warn("join attempt failed; retrying", { node: settings.nodeId, via: target, error: lastError });
+    await Bun.sleep(Math.min(1000, 100 * attempt));
+  }
+  throw new UsageError(`could not join the cluster via ${target} within ${settings.joinTimeoutMs} ms: ${lastError}`);
+}
+
+/** Decodes the JOIN reply: the cluster id, then id, raft and client address of each member. */
+function parseJoinReply(reply: RespValue): { clusterId: string; members: Member[] } | null {
+  if (reply.type !== "array" || reply.value === null || reply.value.length % 3 !== 1) return null;
+  const fields = reply.value.map((item) => (item.type === "bulk" && item.value !== null ? item.value.toString("utf8") : ""));
+  const clusterId = fields[0];
+  if (clusterId === "") return null;
+  const members: Member[] = [];
+  for (let i = 1; i + 2 < fields.length; i += 3) {
+    members.push({ id: fields[i], raftAddr: fields[i + 1], clientAddr: fields[i + 2], voter: true });
+  }
+  return { clusterId, members };
+}
+
+export const serveCommand = defineCommand({
+  meta: { name: "serve", description: "Run a node: bootstrap a cluster, join one, or recover from --data-dir" },
+  args: serveArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(rawArgs, serveArgs, "serve");
+    const settings = parseServeFlags(args as unknown as ServeFlags);
+    const logger = createLogger(settings.logLevel);
+    let stop: () => Promise<void>;
+    try {
+      stop = await runNode(settings, logger);
+    } catch (err) {
+      if (err instanceof StorageError) throw new UsageError(err.message);
+      throw err;
+    }
+    logger.info("serving", {
+      node: settings.nodeId,
+      client_addr: settings.clientAddr,
+      raft_addr: settings.raftAddr,
+      data_dir: settings.dataDir,
+    });
+
+    await new Promise<void>((resolve) => {
+      const shutdown = (signal: string) => {
+        logger.info("shutting down", { node: settings.nodeId, signal });
+        stop().finally(resolve);
+      };
+      process.once("SIGINT", () => shutdown("SIGINT"));
+      process.once("SIGTERM", () => shutdown("SIGTERM"));
+    });
+  },
+});

@@ -1,0 +1,44 @@
+#!/usr/bin/env bun
+// Entry point of the echokv executable: one binary for every role.
+
+import { defineCommand, runMain, type CommandDef } from "citty";
+import { cliCommand } from "./cli/cli.ts";
+import { UsageError } from "./cli/flags.ts";
+import { serveCommand } from "./cli/serve.ts";
+import { VERSION } from "./server/info.ts";
+
+/** Prints a failed command's error as one plain line and exits: 2 for bad usage, 1 otherwise. */
+function reportAndExit(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`echokv: ${message}\n`);
+  process.exit(err instanceof UsageError ? 2 : 1);
+}
+
+// citty prints a stack trace for errors thrown by `run`; wrap each command instead.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function guarded<T extends CommandDef<any>>(command: T): T {
+  const run = command.run;
+  if (!run) return command;
+  return {
+    ...command,
+    run: async (context) => {
+      try {
+        return await run(context);
+      } catch (err) {
+        reportAndExit(err);
+      }
+    },
+  };
+}
+
+const main = defineCommand({
+  meta: { name: "echokv", version: VERSION, description: "A small strongly consistent replicated key-value store speaking RESP" },
+  subCommands: {
+    serve: guarded(serveCommand),
+    cli: guarded(cliCommand),
+  },
+});
+
+process.on("unhandledRejection", (reason) => reportAndExit(reason));
+
+await runMain(main);

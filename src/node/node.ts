@@ -1,0 +1,514 @@
+// The runtime around one Raft core: real clock ticks, SQLite persistence,
+// TCP transport and the key-value state machine. Each ready batch is handled
+// in a fixed order:
+//   1. a leader's AppendEntries and heartbeats leave at once, because a leader
+//      may replicate before its own write finishes (thesis 10.2.1) and it only
+//      counts itself once advance() reports its entries durable;
+//   2. hard state, truncation and entries are written in one transaction;
+//   3. every other message (votes, acknowledgements) is sent;
+//   4. committed entries are applied and waiting clients answered;
+//   5. advance() tells the core the batch is durable.
+
+import { randomUUID } from "node:crypto";
+import { encodeCommand, type KvCommand } from "../kv/command.ts";
+import { KvStore, type ApplyResult } from "../kv/store.ts";
+import { errorMessage, type Logger } from "../log.ts";
+import { InvariantError } from "../raft/assert.ts";
+import type { RaftConfig } from "../raft/config.ts";
+import { RaftCore, type RaftStatus } from "../raft/core.ts";
+import type { ConfChange, Entry, Member, Message, NodeId, ProposeResult, Ready, Role } from "../raft/types.ts";
+import type { SqliteStorage } from "../storage/sqlite.ts";
+import type { Transport, TransportOptions } from "../transport/tcp.ts";
+import { NodeError } from "./errors.ts";
+
+export interface NodeOptions {
+  nodeId: NodeId;
+  /** Advertised peer address, stored in the configuration. */
+  raftAddr: string;
+  /** Advertised client address, stored in the configuration. */
+  clientAddr: string;
+  storage: SqliteStorage;
+  raftConfig: RaftConfig;
+  /** Wall-clock length of one Raft tick. */
+  tickMs: number;
+  /** How long a write or read may wait before failing with TIMEOUT. */
+  requestTimeoutMs: number;
+  logger: Logger;
+  createTransport: (options: TransportOptions) => Transport;
+  /** Called once when the node hits a broken invariant and must stop. */
+  onFatal: (err: Error) => void;
+}
+
+interface PendingProposal {
+  term: number;
+  deadline: number;
+  resolve: (result: ApplyResult) => void;
+  reject: (err: NodeError) => void;
+}
+
+interface PendingRead {
+  deadline: number;
+  resolve: () => void;
+  reject: (err: NodeError) => void;
+}
+
+interface ReadWaitingForApply {
+  index: number;
+  read: PendingRead;
+}
+
+export interface NodeStatus extends RaftStatus {
+  clusterId: string | null;
+  clientAddr: string;
+  raftAddr: string;
+  keys: number;
+}
+
+export class EchoNode {
+  readonly id: NodeId;
+  readonly store = new KvStore();
+  readonly #options: NodeOptions;
+  readonly #logger: Logger;
+  readonly #storage: SqliteStorage;
+  #core: RaftCore;
+  #transport: Transport | null = null;
+  #clusterId: string | null;
+
+  #ticker: ReturnType<typeof setInterval> | null = null;
+  #processScheduled = false;
+  #stopped = false;
+  #failed = false;
+
+  #proposals = new Map<number, PendingProposal>();
+  #nextReadId = 1;
+  #reads = new Map<number, PendingRead>();
+  #readsWaitingForApply: ReadWaitingForApply[] = [];
+  #leaderWaiters: Array<{ deadline: number; resolve: (leader: Member | null) => void }> = [];
+
+  #lastRole: Role = "follower";
+  #lastLeader: NodeId | null = null;
+  #lastTerm = 0;
+  #lastPeers = "";
+  #persistedTerm = 0;
+  #removedLogged = false;
+
+  constructor(options: NodeOptions) {
+    this.id = options.nodeId;
+    this.#options = options;
+    this.#storage = options.storage;
+    this.#clusterId = options.storage.clusterId();
+    this.#logger = options.logger.with(() => ({ node: this.id, term: this.#core?.term ?? 0 }));
+
+    const state = options.storage.load();
+    this.#persistedTerm = state.hardState.term;
+    this.#core = new RaftCore({
+      id: options.nodeId,
+      config: options.raftConfig,
+      random: Math.random,
+      hardState: state.hardState,
+      snapshot: state.snapshot,
+      entries: state.entries,
+      appliedIndex: state.snapshot?.lastIndex ?? 0,
+    });
+    this.#lastTerm = this.#core.term;
+  }
+
+  /** Creates the single-member configuration of a new cluster in an empty data directory. */
+  static bootstrap(storage: SqliteStorage, self: Member): string {
+    const clusterId = randomUUID();
+    const entry: Entry = { index: 1, term: 1, kind: "config", data: new Uint8Array(0), members: [{ ...self, voter: true }] };
+    storage.bootstrap(clusterId, entry, { term: 1, votedFor: null, commitIndex: 1 });
+    return clusterId;
+  }
+
+  get clusterId(): string | null {
+    return this.#clusterId;
+  }
+
+  /**
+   * Records the cluster id and members learned from a successful join. Peers
+   * are accepted from then on, and the members stay reachable until this
+   * node's own log carries the configuration.
+   */
+  setClusterId(clusterId: string, members: Member[]): void {
+    this.#storage.setClusterId(clusterId);
+    this.#clusterId = clusterId;
+    for (const member of members) {
+      if (member.id !== this.id) this.#joinMembers.set(member.id, member);
+    }
+    this.#updatePeers(true);
+  }
+
+  /** Members learned from the join reply, used only while the local configuration is empty. */
+  #joinMembers = new Map<NodeId, Member>();
+
+  /** The configuration, or the members learned at join time while the log has none yet. */
+  #knownMembers(): readonly Member[] {
+    const members = this.#core.members;
+    if (members.length > 0 || this.#joinMembers.size === 0) return members;
+    return [...this.#joinMembers.values()];
+  }
+
+  async start(): Promise<void> {
+    const replay = this.#core.commitIndex;
+    this.#transport = this.#options.createTransport({
+      nodeId: this.id,
+      listenAddr: this.#options.raftAddr,
+      clusterId: () => this.#clusterId,
+      logger: this.#options.logger.with(() => ({ node: this.id })),
+      onMessage: (message) => this.#onMessage(message),
+    } as TransportOptions);
+    await this.#transport.start();
+
+    this.#process();
+    this.#logger.info("node started", {
+      cluster: this.#clusterId ?? "none",
+      last_index: this.#core.log.lastIndex(),
+      applied_index: replay,
+      members: this.#core.members.map((member) => member.id).join(",") || "none",
+    });
+    this.#updatePeers(true);
+    this.#ticker = setInterval(() => this.#tick(), this.#options.tickMs);
+  }
+
+  /** Stops timers and sockets and fails every waiting request with SHUTDOWN. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#ticker) clearInterval(this.#ticker);
+    const err = new NodeError("SHUTDOWN", "the node is shutting down");
+    for (const proposal of this.#proposals.values()) proposal.reject(err);
+    for (const read of this.#reads.values()) read.reject(err);
+    for (const waiting of this.#readsWaitingForApply) waiting.read.reject(err);
+    this.#proposals.clear();
+    this.#reads.clear();
+    this.#readsWaitingForApply = [];
+    await this.#transport?.stop();
+    this.#storage.close();
+    this.#logger.info("node stopped");
+  }
+
+  // ------------------------------------------------------------- client API
+
+  status(): NodeStatus {
+    return {
+      ...this.#core.status(),
+      clusterId: this.#clusterId,
+      clientAddr: this.#options.clientAddr,
+      raftAddr: this.#options.raftAddr,
+      keys: this.store.size,
+    };
+  }
+
+  get role(): Role {
+    return this.#core.role;
+  }
+
+  /** The leader as this node currently knows it, or null during an election. */
+  leader(): Member | null {
+    const leaderId = this.#core.leaderId;
+    if (leaderId === null) return null;
+    return this.#knownMembers().find((member) => member.id === leaderId) ?? null;
+  }
+
+  member(id: NodeId): Member | undefined {
+    return this.#core.members.find((member) => member.id === id);
+  }
+
+  /** Resolves with the leader once one is known, or with null after `timeoutMs`. */
+  waitForLeader(timeoutMs: number): Promise<Member | null> {
+    const leader = this.leader();
+    if (leader || timeoutMs <= 0) return Promise.resolve(leader);
+    return new Promise((resolve) => {
+      this.#leaderWaiters.push({ deadline: Date.now() + timeoutMs, resolve });
+    });
+  }
+
+  /** Replicates a write; resolves once a majority committed it and it was applied here. */
+  propose(command: KvCommand): Promise<ApplyResult> {
+    this.#checkServing();
+    return this.#track(this.#core.propose(encodeCommand(command)));
+  }
+
+  /** Adds a member as a learner; it is promoted to voter once caught up. Idempotent. */
+  async addMember(member: Omit<Member, "voter">): Promise<void> {
+    this.#checkServing();
+    const existing = this.member(member.id);
+    if (existing) {
+      if (existing.raftAddr === member.raftAddr && existing.clientAddr === member.clientAddr) return;
+      throw new NodeError(
+        "INVALID",
+        `node ${member.id} is already a member with raft address ${existing.raftAddr} and client address ${existing.clientAddr}; REMOVE ${member.id} first to re-add it with new addresses`,
+      );
+    }
+    const taken = this.#core.members.find((other) => other.raftAddr === member.raftAddr);
+    if (taken) {
+      throw new NodeError("INVALID", `raft address ${member.raftAddr} is in use by node ${taken.id}; REMOVE ${taken.id} first`);
+    }
+    await this.#changeMembers({ type: "add", member });
+  }
+
+  async removeMember(id: NodeId): Promise<void> {
+    this.#checkServing();
+    if (!this.member(id)) throw new NodeError("INVALID", `node ${id} is not a member of this cluster`);
+    await this.#changeMembers({ type: "remove", id });
+  }
+
+  /**
+   * Confirms this node is still the leader and waits until it has applied
+   * everything committed before the call (read-index, thesis 6.4).
+   */
+  readBarrier(): Promise<void> {
+    this.#checkServing();
+    if (this.#core.role !== "leader") {
+      return Promise.reject(this.#notLeaderError());
+    }
+    const id = this.#nextReadId++;
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#reads.set(id, { deadline: Date.now() + this.#options.requestTimeoutMs, resolve, reject });
+    });
+    this.#core.readIndex(id);
+    this.#schedule();
+    return promise;
+  }
+
+  // ------------------------------------------------------------- internals
+
+  #checkServing(): void {
+    if (this.#stopped) throw new NodeError("SHUTDOWN", "the node is shutting down");
+  }
+
+  #notLeaderError(): NodeError {
+    const leader = this.leader();
+    if (leader) return new NodeError("NOTLEADER", `node ${this.id} is not the leader; the leader is ${leader.id} at ${leader.clientAddr}`);
+    return new NodeError("NOLEADER", "no leader is known right now (election in progress or no quorum); retry shortly");
+  }
+
+  async #changeMembers(change: ConfChange): Promise<void> {
+    // A change waits while an earlier one is uncommitted or the leader is new.
+    const deadline = Date.now() + this.#options.requestTimeoutMs;
+    for (;;) {
+      const result = this.#core.proposeConfChange(change);
+      if (result.ok || result.code !== "BUSY" || Date.now() >= deadline) {
+        await this.#track(result);
+        const target = change.type === "add" ? change.member.id : change.id;
+        this.#logger.info("membership change committed", { change: change.type, target });
+        return;
+      }
+      await Bun.sleep(this.#options.tickMs);
+      this.#checkServing();
+    }
+  }
+
+  #track(result: ProposeResult): Promise<ApplyResult> {
+    if (!result.ok) {
+      switch (result.code) {
+        case "NOTLEADER":
+          return Promise.reject(this.#notLeaderError());
+        case "BUSY":
+          return Promise.reject(new NodeError("BUSY", result.reason));
+        case "INVALID":
+          return Promise.reject(new NodeError("INVALID", result.reason));
+        default: {
+          const unreachable: never = result;
+          throw new Error(`unknown propose result ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+    const promise = new Promise<ApplyResult>((resolve, reject) => {
+      this.#proposals.set(result.index, {
+        term: result.term,
+        deadline: Date.now() + this.#options.requestTimeoutMs,
+        resolve,
+        reject,
+      });
+    });
+    this.#schedule();
+    return promise;
+  }
+
+  #onMessage(message: Message): void {
+    if (this.#stopped || this.#failed) return;
+    try {
+      this.#core.step(message);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#schedule();
+  }
+
+  #tick(): void {
+    if (this.#stopped || this.#failed) return;
+    try {
+      this.#core.tick();
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#expireRequests();
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#processScheduled) return;
+    this.#processScheduled = true;
+    // setImmediate runs after pending socket reads, so every proposal that
+    // arrives in this turn of the event loop joins the same SQLite transaction.
+    setImmediate(() => this.#process());
+  }
+
+  #process(): void {
+    this.#processScheduled = false;
+    if (this.#stopped || this.#failed) return;
+    try {
+      while (this.#core.hasReady()) this.#handleReady(this.#core.ready());
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#observeChanges();
+  }
+
+  #handleReady(ready: Ready): void {
+    const transport = this.#transport;
+    const leaderMessages: Message[] = [];
+    const otherMessages: Message[] = [];
+    const termUnchanged = ready.hardState === null || ready.hardState.term === this.#persistedTerm;
+    for (const message of ready.messages) {
+      const replication = message.type === "append" || message.type === "heartbeat";
+      if (replication && termUnchanged) leaderMessages.push(message);
+      else otherMessages.push(message);
+    }
+    for (const message of leaderMessages) transport?.send(message);
+
+    const started = performance.now();
+    this.#storage.write(ready);
+    const elapsedMs = performance.now() - started;
+    if (elapsedMs > 500) this.#logger.warn("slow disk write", { ms: Math.round(elapsedMs), entries: ready.entries.length });
+    if (ready.hardState) this.#persistedTerm = ready.hardState.term;
+
+    for (const message of otherMessages) transport?.send(message);
+
+    for (const entry of ready.committed) this.#apply(entry);
+    for (const read of ready.reads) this.#onReadIndex(read.id, read.index);
+    for (const id of ready.failedReads) {
+      const read = this.#reads.get(id);
+      this.#reads.delete(id);
+      read?.reject(this.#notLeaderError());
+    }
+    this.#resolveAppliedReads();
+
+    this.#core.advance(ready);
+  }
+
+  #apply(entry: Entry): void {
+    let result: ApplyResult = "OK";
+    if (entry.kind === "command") result = this.store.apply(entry.data);
+    this.#appliedIndex = entry.index;
+
+    const proposal = this.#proposals.get(entry.index);
+    if (!proposal) return;
+    this.#proposals.delete(entry.index);
+    if (proposal.term === entry.term) {
+      proposal.resolve(result);
+    } else {
+      proposal.reject(new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it"));
+    }
+  }
+
+  #appliedIndex = 0;
+
+  #onReadIndex(id: number, index: number): void {
+    const read = this.#reads.get(id);
+    if (!read) return;
+    this.#reads.delete(id);
+    this.#readsWaitingForApply.push({ index, read });
+  }
+
+  #resolveAppliedReads(): void {
+    if (this.#readsWaitingForApply.length === 0) return;
+    const still: ReadWaitingForApply[] = [];
+    for (const waiting of this.#readsWaitingForApply) {
+      if (waiting.index <= this.#appliedIndex) waiting.read.resolve();
+      else still.push(waiting);
+    }
+    this.#readsWaitingForApply = still;
+  }
+
+  /** Fails requests whose deadline passed; a timed-out write may still commit. */
+  #expireRequests(): void {
+    const now = Date.now();
+    for (const [index, proposal] of this.#proposals) {
+      if (proposal.deadline > now) continue;
+      this.#proposals.delete(index);
+      proposal.reject(new NodeError("TIMEOUT", "the write timed out; its outcome is unknown and it may still be applied"));
+    }
+    for (const [id, read] of this.#reads) {
+      if (read.deadline > now) continue;
+      this.#reads.delete(id);
+      read.reject(new NodeError("TIMEOUT", "the read timed out waiting for the leader to confirm its leadership"));
+    }
+    if (this.#leaderWaiters.length > 0) {
+      const leader = this.leader();
+      this.#leaderWaiters = this.#leaderWaiters.filter((waiter) => {
+        if (leader || waiter.deadline <= now) {
+          waiter.resolve(leader);
+          return false;
+        }
+        return true;
+      });
+    }
+  }
+
+  /** Logs role, leader, term and membership changes, and re-points the transport. */
+  #observeChanges(): void {
+    const role = this.#core.role;
+    const leaderId = this.#core.leaderId;
+    const term = this.#core.term;
+    if (role !== this.#lastRole || leaderId !== this.#lastLeader || term !== this.#lastTerm) {
+      if (role === "leader" && this.#lastRole !== "leader") {
+        this.#logger.info("became leader", { voters: this.#core.members.filter((member) => member.voter).length });
+      } else if (role !== this.#lastRole && role !== "leader") {
+        this.#logger.info(`became ${role}`, { leader: leaderId ?? "none", previous_role: this.#lastRole });
+      } else if (leaderId !== this.#lastLeader) {
+        this.#logger.info("leader changed", { leader: leaderId ?? "none", previous_leader: this.#lastLeader ?? "none" });
+      }
+      this.#lastRole = role;
+      this.#lastLeader = leaderId;
+      this.#lastTerm = term;
+    }
+    if (leaderId !== null && this.#leaderWaiters.length > 0) this.#expireRequests();
+    this.#updatePeers(false);
+  }
+
+  #updatePeers(force: boolean): void {
+    const members = this.#knownMembers();
+    const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
+    if (!force && key === this.#lastPeers) return;
+    if (key !== this.#lastPeers && this.#lastPeers !== "") {
+      this.#logger.info("membership changed", {
+        members: members.map((member) => `${member.id}${member.voter ? "" : "(learner)"}`).join(","),
+      });
+    }
+    this.#lastPeers = key;
+    const isMember = members.some((member) => member.id === this.id);
+    if (!isMember && members.length > 0 && !this.#removedLogged) {
+      this.#removedLogged = true;
+      this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes");
+    }
+    if (isMember) this.#removedLogged = false;
+    this.#transport?.setPeers(
+      members.filter((member) => member.id !== this.id).map((member) => ({ id: member.id, raftAddr: member.raftAddr })),
+    );
+  }
+
+  #fail(err: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    const error = err instanceof Error ? err : new Error(String(err));
+    const kind = err instanceof InvariantError ? "Raft invariant broken" : "storage or runtime failure";
+    this.#logger.error(`${kind}; stopping the node`, { error: errorMessage(err) });
+    this.#options.onFatal(error);
+  }
+}

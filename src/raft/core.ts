@@ -1,0 +1,1031 @@
+// The Raft core: a deterministic state machine with no I/O, clock or
+// randomness of its own. The runtime calls tick(), step(), propose() and the
+// other inputs, then drains the resulting work with ready() and reports that
+// it persisted the batch with advance(). Section numbers refer to Diego
+// Ongaro's thesis "Consensus: Bridging Theory and Practice" (2014).
+
+import { assert } from "./assert.ts";
+import type { RaftConfig } from "./config.ts";
+import { validateRaftConfig } from "./config.ts";
+import { RaftLog } from "./log.ts";
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  ConfChange,
+  Entry,
+  HardState,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  Member,
+  Message,
+  NodeId,
+  ProposeResult,
+  ReadState,
+  Ready,
+  Role,
+  Snapshot,
+  SnapshotMeta,
+  VoteRequest,
+  VoteResponse,
+} from "./types.ts";
+
+/** Replication state of one peer, kept by the leader. */
+interface Progress {
+  /** Highest index known to match the leader's log. */
+  match: number;
+  /** Next index to send; always > match. */
+  next: number;
+  /** probe: one append at a time until the match point is found; replicate: pipelined. */
+  state: "probe" | "replicate";
+  /** In probe state, whether an append is outstanding. */
+  probeSent: boolean;
+  /** Last indexes of appends sent and not yet acknowledged, oldest first. */
+  inflight: number[];
+  /** Whether the peer answered anything since the last quorum check. */
+  recentActive: boolean;
+  /** Highest read-index round the peer acknowledged. */
+  readRound: number;
+}
+
+interface PendingRead {
+  id: number;
+  index: number;
+  round: number;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  role: Role;
+  term: number;
+  votedFor: NodeId | null;
+  leaderId: NodeId | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  lastTerm: number;
+  snapshotIndex: number;
+  members: Member[];
+  /** Per-peer replication state; only filled on the leader. */
+  progress: Record<NodeId, { match: number; next: number; state: string; recentActive: boolean }>;
+  transferTarget: NodeId | null;
+}
+
+export interface RaftCoreOptions {
+  id: NodeId;
+  config: RaftConfig;
+  /** Seeded source of numbers in [0, 1); the core never calls Math.random. */
+  random: () => number;
+  hardState: HardState;
+  snapshot: SnapshotMeta | null;
+  /** Every persisted entry after the snapshot, in order. */
+  entries: Entry[];
+  /** Index the state machine already reflects (the snapshot's index after a restart). */
+  appliedIndex: number;
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  readonly #config: RaftConfig;
+  readonly #random: () => number;
+  readonly log: RaftLog;
+
+  #term: number;
+  #votedFor: NodeId | null;
+  #role: Role = "follower";
+  #leaderId: NodeId | null = null;
+  /** Highest index known committed; never decreases, never above lastIndex. */
+  #commitIndex: number;
+  /** Highest index handed to the runtime for applying. */
+  #appliedIndex: number;
+  #persisted: HardState;
+
+  #members: Member[] = [];
+  /** Index of the entry (or snapshot) the current configuration comes from. */
+  #configIndex = 0;
+
+  #electionElapsed = 0;
+  #heartbeatElapsed = 0;
+  #randomizedElectionTicks = 0;
+  #votes = new Map<NodeId, boolean>();
+  #progress = new Map<NodeId, Progress>();
+  #transferTarget: NodeId | null = null;
+  #transferElapsed = 0;
+  #broadcastPending = false;
+  /** Set when the commit index moved; followers not sent anything else get a heartbeat carrying it. */
+  #commitBroadcastPending = false;
+
+  #readRound = 0;
+  #pendingReads: PendingRead[] = [];
+  #readsBeforeCommit: number[] = [];
+  #readyReads: ReadState[] = [];
+  #failedReads: number[] = [];
+
+  #messages: Message[] = [];
+  #pendingSnapshot: Snapshot | null = null;
+
+  constructor(options: RaftCoreOptions) {
+    const problem = validateRaftConfig(options.config);
+    if (problem) throw new Error(`invalid Raft config: ${problem}`);
+    this.id = options.id;
+    this.#config = options.config;
+    this.#random = options.random;
+    this.log = new RaftLog(options.snapshot, options.entries);
+    this.#term = options.hardState.term;
+    this.#votedFor = options.hardState.votedFor;
+    this.#commitIndex = Math.min(options.hardState.commitIndex, this.log.lastIndex());
+    this.#appliedIndex = options.appliedIndex;
+    assert(this.#appliedIndex <= this.#commitIndex || this.#appliedIndex === this.log.snapshotIndex, "applied index above commit index at start");
+    this.#commitIndex = Math.max(this.#commitIndex, this.#appliedIndex);
+    this.#persisted = { ...options.hardState };
+    this.#loadConfig(options.snapshot?.members ?? []);
+    this.#resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  get term(): number {
+    return this.#term;
+  }
+
+  get role(): Role {
+    return this.#role;
+  }
+
+  get leaderId(): NodeId | null {
+    return this.#leaderId;
+  }
+
+  get commitIndex(): number {
+    return this.#commitIndex;
+  }
+
+  get members(): readonly Member[] {
+    return this.#members;
+  }
+
+  isVoter(id: NodeId = this.id): boolean {
+    return this.#members.some((member) => member.id === id && member.voter);
+  }
+
+  isMember(id: NodeId = this.id): boolean {
+    return this.#members.some((member) => member.id === id);
+  }
+
+  status(): RaftStatus {
+    const progress: RaftStatus["progress"] = {};
+    for (const [id, pr] of this.#progress) {
+      progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive };
+    }
+    return {
+      id: this.id,
+      role: this.#role,
+      term: this.#term,
+      votedFor: this.#votedFor,
+      leaderId: this.#leaderId,
+      commitIndex: this.#commitIndex,
+      appliedIndex: this.#appliedIndex,
+      lastIndex: this.log.lastIndex(),
+      lastTerm: this.log.lastTerm(),
+      snapshotIndex: this.log.snapshotIndex,
+      members: this.#members.map((member) => ({ ...member })),
+      progress,
+      transferTarget: this.#transferTarget,
+    };
+  }
+
+  // ----------------------------------------------------------------- inputs
+
+  /** Advances the logical clock by one step. */
+  tick(): void {
+    if (this.#role === "leader") {
+      this.#tickLeader();
+      return;
+    }
+    this.#electionElapsed++;
+    if (this.#electionElapsed >= this.#randomizedElectionTicks && this.isVoter()) {
+      this.#campaign(this.#config.preVote ? "pre" : "real", false);
+    }
+  }
+
+  /** Feeds one message received from a peer. */
+  step(message: Message): void {
+    if (message.to !== this.id) return;
+
+    if (message.term > this.#term) {
+      if (!this.#acceptHigherTerm(message)) return;
+    } else if (message.term < this.#term) {
+      this.#answerStaleTerm(message);
+      return;
+    }
+
+    switch (message.type) {
+      case "append":
+        this.#handleAppend(message);
+        return;
+      case "appendResponse":
+        this.#handleAppendResponse(message);
+        return;
+      case "vote":
+        this.#handleVote(message);
+        return;
+      case "voteResponse":
+        this.#handleVoteResponse(message);
+        return;
+      case "snapshot":
+        this.#handleSnapshot(message.from, message.snapshot);
+        return;
+      case "timeoutNow":
+        if (this.isVoter()) this.#campaign("real", true);
+        return;
+      case "heartbeat":
+        this.#handleHeartbeat(message);
+        return;
+      case "heartbeatResponse":
+        this.#handleHeartbeatResponse(message);
+        return;
+      default: {
+        const unreachable: never = message;
+        throw new Error(`unknown message ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  /** Appends a command to the leader's log; the runtime tracks it by (index, term). */
+  propose(data: Uint8Array): ProposeResult {
+    if (this.#role !== "leader") return { ok: false, code: "NOTLEADER", leaderId: this.#leaderId };
+    if (this.#transferTarget !== null) {
+      return { ok: false, code: "BUSY", reason: `leadership transfer to ${this.#transferTarget} in progress` };
+    }
+    const entry = this.#appendOwn("command", data);
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Proposes a single-server membership change (thesis 4.1). Only one change
+   * may be uncommitted at a time, and only after the leader has committed an
+   * entry of its own term (the fix for the bug described in 4.1's addendum).
+   */
+  proposeConfChange(change: ConfChange): ProposeResult {
+    if (this.#role !== "leader") return { ok: false, code: "NOTLEADER", leaderId: this.#leaderId };
+    if (this.#transferTarget !== null) {
+      return { ok: false, code: "BUSY", reason: `leadership transfer to ${this.#transferTarget} in progress` };
+    }
+    if (this.#configIndex > this.#commitIndex) {
+      return { ok: false, code: "BUSY", reason: `membership change at index ${this.#configIndex} is not committed yet` };
+    }
+    if (this.log.term(this.#commitIndex) !== this.#term) {
+      return { ok: false, code: "BUSY", reason: "the new leader has not committed an entry of its term yet" };
+    }
+
+    let members: Member[];
+    if (change.type === "add") {
+      if (this.isMember(change.member.id)) {
+        return { ok: false, code: "INVALID", reason: `node ${change.member.id} is already a member` };
+      }
+      members = [...this.#members, { ...change.member, voter: false }];
+    } else {
+      if (!this.isMember(change.id)) return { ok: false, code: "INVALID", reason: `node ${change.id} is not a member` };
+      members = this.#members.filter((member) => member.id !== change.id);
+      if (!members.some((member) => member.voter)) {
+        return { ok: false, code: "INVALID", reason: `removing ${change.id} would leave no voter` };
+      }
+    }
+    const entry = this.#appendOwn("config", new Uint8Array(0), members);
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Requests a linearizable read point (thesis 6.4). The read becomes a
+   * ReadState in a later ready() once a heartbeat round confirms leadership,
+   * or lands in `failedReads` if this node is not or stops being leader.
+   */
+  readIndex(id: number): void {
+    if (this.#role !== "leader") {
+      this.#failedReads.push(id);
+      return;
+    }
+    if (this.log.term(this.#commitIndex) !== this.#term) {
+      this.#readsBeforeCommit.push(id);
+      return;
+    }
+    this.#startRead(id);
+  }
+
+  /** Hands leadership to `target` once its log is caught up (thesis 3.10). */
+  transferLeadership(target: NodeId): string | null {
+    if (this.#role !== "leader") return "this node is not the leader";
+    if (target === this.id) return "this node is already the leader";
+    if (!this.isVoter(target)) return `node ${target} is not a voter`;
+    this.#transferTarget = target;
+    this.#transferElapsed = 0;
+    const pr = this.#progress.get(target);
+    if (pr && pr.match === this.log.lastIndex()) {
+      this.#send({ type: "timeoutNow", from: this.id, to: target, term: this.#term });
+    } else {
+      this.#sendAppend(target, true);
+    }
+    return null;
+  }
+
+  /** Picks the most up-to-date voter other than this node, or null when there is none. */
+  bestTransferTarget(): NodeId | null {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const [id, pr] of this.#progress) {
+      if (id === this.id || !this.isVoter(id)) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  /** Folds the log up to `index` into a snapshot the runtime has durably written. */
+  compact(index: number): void {
+    assert(index <= this.#appliedIndex, `compact at ${index} above applied index ${this.#appliedIndex}`);
+    const term = this.log.term(index);
+    if (term === undefined) return;
+    this.log.compact(index, term);
+  }
+
+  // ------------------------------------------------------------ ready cycle
+
+  hasReady(): boolean {
+    return (
+      this.#broadcastPending ||
+      this.#commitBroadcastPending ||
+      this.#messages.length > 0 ||
+      this.#hardStateChanged() ||
+      this.log.stableIndex < this.log.lastIndex() ||
+      this.log.pendingTruncateFrom !== null ||
+      this.#pendingSnapshot !== null ||
+      this.#appliedIndex < this.#commitIndex ||
+      this.#readyReads.length > 0 ||
+      this.#failedReads.length > 0
+    );
+  }
+
+  /** Collects the work produced since the previous call. Call advance() once it is persisted. */
+  ready(): Ready {
+    if (this.#broadcastPending && this.#role === "leader") {
+      for (const id of this.#progress.keys()) {
+        if (id !== this.id) this.#sendAppend(id, false);
+      }
+    }
+    this.#broadcastPending = false;
+    if (this.#commitBroadcastPending && this.#role === "leader") this.#announceCommit();
+    this.#commitBroadcastPending = false;
+
+    const hardState = this.#hardStateChanged() ? this.#hardState() : null;
+    const committedTo = Math.min(this.#commitIndex, this.log.lastIndex());
+    const committed = this.#appliedIndex < committedTo ? this.log.slice(this.#appliedIndex + 1, committedTo) : [];
+    const ready: Ready = {
+      hardState,
+      truncateFrom: this.log.pendingTruncateFrom,
+      entries: this.log.unstableEntries(),
+      snapshot: this.#pendingSnapshot,
+      messages: this.#messages,
+      committed,
+      reads: this.#readyReads,
+      failedReads: this.#failedReads,
+    };
+
+    if (hardState) this.#persisted = hardState;
+    if (committed.length > 0) this.#appliedIndex = committed[committed.length - 1].index;
+    this.log.pendingTruncateFrom = null;
+    this.#pendingSnapshot = null;
+    this.#messages = [];
+    this.#readyReads = [];
+    this.#failedReads = [];
+    return ready;
+  }
+
+  /** Records that the runtime persisted `ready`; the leader may now count its own copy. */
+  advance(ready: Ready): void {
+    if (ready.entries.length > 0) {
+      const last = ready.entries[ready.entries.length - 1];
+      // Entries may have been truncated again since ready(): only count what is still there.
+      if (this.log.term(last.index) === last.term) {
+        this.log.stableIndex = Math.max(this.log.stableIndex, last.index);
+      }
+    }
+    if (this.#role === "leader") {
+      const self = this.#progress.get(this.id);
+      if (self) self.match = this.log.stableIndex;
+      this.#maybeCommit();
+    }
+  }
+
+  // ----------------------------------------------------------------- leader
+
+  #tickLeader(): void {
+    this.#heartbeatElapsed++;
+    this.#electionElapsed++;
+
+    if (this.#electionElapsed >= this.#config.electionTicks) {
+      this.#electionElapsed = 0;
+      if (this.#config.checkQuorum && !this.#quorumActive()) {
+        this.#becomeFollower(this.#term, null);
+        return;
+      }
+    }
+
+    if (this.#transferTarget !== null) {
+      this.#transferElapsed++;
+      if (this.#transferElapsed >= this.#config.electionTicks) this.#transferTarget = null;
+    }
+
+    if (this.#heartbeatElapsed >= this.#config.heartbeatTicks) {
+      this.#heartbeatElapsed = 0;
+      this.#broadcastHeartbeat();
+    }
+
+    this.#maybePromoteLearner();
+  }
+
+  #quorumActive(): boolean {
+    let active = 0;
+    for (const member of this.#members) {
+      if (!member.voter) continue;
+      const pr = this.#progress.get(member.id);
+      if (member.id === this.id || pr?.recentActive) active++;
+      if (pr) pr.recentActive = false;
+    }
+    return active >= this.#quorum();
+  }
+
+  /** Promotes the first learner whose log has caught up to the commit index. */
+  #maybePromoteLearner(): void {
+    if (this.#configIndex > this.#commitIndex || this.log.term(this.#commitIndex) !== this.#term) return;
+    const learner = this.#members.find((member) => {
+      if (member.voter) return false;
+      const pr = this.#progress.get(member.id);
+      return pr !== undefined && pr.match >= this.#commitIndex;
+    });
+    if (!learner) return;
+    const members = this.#members.map((member) => (member.id === learner.id ? { ...member, voter: true } : member));
+    this.#appendOwn("config", new Uint8Array(0), members);
+  }
+
+  #appendOwn(kind: Entry["kind"], data: Uint8Array, members?: Member[]): Entry {
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.#term, kind, data };
+    if (members) entry.members = members;
+    this.log.append(entry);
+    if (kind === "config") this.#applyConfigEntry(entry);
+    this.#broadcastPending = true;
+    return entry;
+  }
+
+  #broadcastHeartbeat(): void {
+    for (const id of this.#progress.keys()) {
+      if (id === this.id) continue;
+      this.#sendHeartbeat(id);
+    }
+  }
+
+  #sendHeartbeat(to: NodeId): void {
+    const pr = this.#progress.get(to);
+    if (!pr) return;
+    const message: HeartbeatRequest = {
+      type: "heartbeat",
+      from: this.id,
+      to,
+      term: this.#term,
+      // A follower must not learn a commit index beyond what it is known to hold.
+      commitIndex: Math.min(pr.match, this.#commitIndex),
+      readRound: this.#readRound,
+    };
+    this.#send(message);
+  }
+
+  /** Sends the next batch of entries to `to`, respecting probe and in-flight limits. */
+  #sendAppend(to: NodeId, sendIfEmpty: boolean): void {
+    const pr = this.#progress.get(to);
+    if (!pr) return;
+    if (pr.state === "probe" && pr.probeSent) return;
+    if (pr.state === "replicate" && pr.inflight.length >= this.#config.maxInflightAppends) return;
+
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    // TODO: send a snapshot once log compaction exists; until then the log is never compacted.
+    assert(prevTerm !== undefined, `entry ${prevIndex} for ${to} is compacted and snapshots are not implemented`);
+
+    const entries = this.log.slice(pr.next, this.log.lastIndex(), this.#config.maxAppendBytes);
+    if (entries.length === 0 && !sendIfEmpty) return;
+
+    const message: AppendEntriesRequest = {
+      type: "append",
+      from: this.id,
+      to,
+      term: this.#term,
+      prevIndex,
+      prevTerm,
+      entries,
+      commitIndex: this.#commitIndex,
+    };
+    this.#send(message);
+
+    if (pr.state === "probe") {
+      pr.probeSent = true;
+    } else if (entries.length > 0) {
+      const last = entries[entries.length - 1].index;
+      pr.next = last + 1;
+      pr.inflight.push(last);
+      // Keep the pipeline full: send the rest while the window allows.
+      if (pr.next <= this.log.lastIndex()) this.#sendAppend(to, false);
+    }
+  }
+
+  #handleAppendResponse(message: AppendEntriesResponse): void {
+    if (this.#role !== "leader") return;
+    const pr = this.#progress.get(message.from);
+    if (!pr) return;
+    pr.recentActive = true;
+
+    if (!message.success) {
+      // The follower's log diverges before pr.next: back off to its hint.
+      if (message.matchIndex < pr.match) return; // stale rejection
+      pr.state = "probe";
+      pr.probeSent = false;
+      pr.inflight = [];
+      pr.next = Math.max(pr.match + 1, Math.min(pr.next - 1, message.matchIndex + 1, message.lastIndex + 1));
+      this.#sendAppend(message.from, true);
+      return;
+    }
+
+    if (message.matchIndex > pr.match) {
+      pr.match = message.matchIndex;
+      this.#maybeCommit();
+    }
+    pr.next = Math.max(pr.next, pr.match + 1);
+    while (pr.inflight.length > 0 && pr.inflight[0] <= message.matchIndex) pr.inflight.shift();
+    if (pr.state === "probe") {
+      pr.state = "replicate";
+      pr.probeSent = false;
+      pr.inflight = [];
+      pr.next = pr.match + 1;
+    }
+
+    if (this.#transferTarget === message.from && pr.match === this.log.lastIndex()) {
+      this.#send({ type: "timeoutNow", from: this.id, to: message.from, term: this.#term });
+    }
+    if (pr.next <= this.log.lastIndex()) this.#sendAppend(message.from, false);
+  }
+
+  #handleHeartbeatResponse(message: HeartbeatResponse): void {
+    if (this.#role !== "leader") return;
+    const pr = this.#progress.get(message.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    pr.readRound = Math.max(pr.readRound, message.readRound);
+
+    if (pr.match < this.log.lastIndex()) {
+      // Lost appends leave a probe waiting or the pipeline full: retry from here.
+      if (pr.state === "probe") pr.probeSent = false;
+      else if (pr.inflight.length >= this.#config.maxInflightAppends) pr.inflight.shift();
+      this.#sendAppend(message.from, true);
+    }
+    this.#releaseReads();
+  }
+
+  /** Commits the highest index stored by a quorum of voters, if it is from this term (thesis 3.6.2). */
+  #maybeCommit(): void {
+    const matches: number[] = [];
+    for (const member of this.#members) {
+      if (!member.voter) continue;
+      const pr = this.#progress.get(member.id);
+      matches.push(pr ? pr.match : 0);
+    }
+    if (matches.length === 0) return;
+    matches.sort((a, b) => b - a);
+    const candidate = matches[this.#quorum() - 1];
+    if (candidate <= this.#commitIndex) return;
+    if (this.log.term(candidate) !== this.#term) return;
+
+    this.#commitIndex = candidate;
+    this.#commitBroadcastPending = true;
+    this.#onCommitAdvance();
+  }
+
+  /** Sends a heartbeat to every follower that gets no append in this batch, so local reads catch up. */
+  #announceCommit(): void {
+    const reached = new Set<NodeId>();
+    for (const message of this.#messages) reached.add(message.to);
+    for (const id of this.#progress.keys()) {
+      if (id !== this.id && !reached.has(id)) this.#sendHeartbeat(id);
+    }
+  }
+
+  #onCommitAdvance(): void {
+    if (this.#readsBeforeCommit.length > 0 && this.log.term(this.#commitIndex) === this.#term) {
+      const waiting = this.#readsBeforeCommit;
+      this.#readsBeforeCommit = [];
+      for (const id of waiting) this.#startRead(id);
+    }
+    // A leader that committed its own removal hands over and steps down (thesis 4.2.2).
+    if (this.#role === "leader" && !this.isMember() && this.#configIndex <= this.#commitIndex) {
+      const target = this.bestTransferTarget();
+      if (target) this.#send({ type: "timeoutNow", from: this.id, to: target, term: this.#term });
+      this.#becomeFollower(this.#term, null);
+    }
+  }
+
+  #startRead(id: number): void {
+    if (this.#quorum() === 1 && this.isVoter()) {
+      this.#readyReads.push({ id, index: this.#commitIndex });
+      return;
+    }
+    this.#readRound++;
+    this.#pendingReads.push({ id, index: this.#commitIndex, round: this.#readRound });
+    this.#broadcastHeartbeat();
+  }
+
+  /** Serves every pending read whose heartbeat round a quorum of voters acknowledged. */
+  #releaseReads(): void {
+    if (this.#pendingReads.length === 0) return;
+    const rounds: number[] = [];
+    for (const member of this.#members) {
+      if (!member.voter) continue;
+      if (member.id === this.id) rounds.push(this.#readRound);
+      else rounds.push(this.#progress.get(member.id)?.readRound ?? 0);
+    }
+    rounds.sort((a, b) => b - a);
+    const confirmed = rounds[this.#quorum() - 1] ?? 0;
+    while (this.#pendingReads.length > 0 && this.#pendingReads[0].round <= confirmed) {
+      const read = this.#pendingReads.shift()!;
+      this.#readyReads.push({ id: read.id, index: read.index });
+    }
+  }
+
+  // --------------------------------------------------------------- follower
+
+  #handleAppend(message: AppendEntriesRequest): void {
+    this.#becomeFollowerOf(message.from);
+    const reply = (success: boolean, matchIndex: number) => {
+      const response: AppendEntriesResponse = {
+        type: "appendResponse",
+        from: this.id,
+        to: message.from,
+        term: this.#term,
+        success,
+        matchIndex,
+        lastIndex: this.log.lastIndex(),
+      };
+      this.#send(response);
+    };
+
+    if (message.prevIndex < this.#commitIndex) {
+      // Everything up to our commit index already matches the leader (Leader Completeness).
+      reply(true, this.#commitIndex);
+      return;
+    }
+    const localPrevTerm = this.log.term(message.prevIndex);
+    if (localPrevTerm !== message.prevTerm) {
+      reply(false, this.#conflictHint(message.prevIndex, localPrevTerm));
+      return;
+    }
+
+    for (const entry of message.entries) {
+      const existing = this.log.term(entry.index);
+      if (existing === entry.term) continue;
+      if (existing !== undefined) {
+        assert(entry.index > this.#commitIndex, `leader ${message.from} overwrites committed entry ${entry.index}`);
+        this.log.truncateFrom(entry.index);
+        this.#reloadConfigAfterTruncate();
+      }
+      this.log.append(entry);
+      if (entry.kind === "config") this.#applyConfigEntry(entry);
+    }
+
+    const lastNew = message.prevIndex + message.entries.length;
+    this.#advanceFollowerCommit(Math.min(message.commitIndex, lastNew));
+    reply(true, lastNew);
+  }
+
+  /** Returns the index below the first entry of the conflicting term, so the leader skips it whole. */
+  #conflictHint(prevIndex: number, localTerm: number | undefined): number {
+    if (localTerm === undefined) return Math.min(prevIndex - 1, this.log.lastIndex());
+    let index = prevIndex - 1;
+    while (index > this.#commitIndex && this.log.term(index) === localTerm) index--;
+    return index;
+  }
+
+  #handleHeartbeat(message: HeartbeatRequest): void {
+    this.#becomeFollowerOf(message.from);
+    this.#advanceFollowerCommit(Math.min(message.commitIndex, this.log.lastIndex()));
+    const response: HeartbeatResponse = {
+      type: "heartbeatResponse",
+      from: this.id,
+      to: message.from,
+      term: this.#term,
+      readRound: message.readRound,
+    };
+    this.#send(response);
+  }
+
+  #advanceFollowerCommit(index: number): void {
+    if (index > this.#commitIndex) this.#commitIndex = index;
+  }
+
+  #handleSnapshot(from: NodeId, snapshot: Snapshot): void {
+    this.#becomeFollowerOf(from);
+    const meta = snapshot.meta;
+    const reply = () => {
+      const response: AppendEntriesResponse = {
+        type: "appendResponse",
+        from: this.id,
+        to: from,
+        term: this.#term,
+        success: true,
+        matchIndex: Math.max(this.#commitIndex, meta.lastIndex),
+        lastIndex: this.log.lastIndex(),
+      };
+      this.#send(response);
+    };
+    if (meta.lastIndex <= this.#commitIndex) {
+      reply();
+      return;
+    }
+    if (this.log.term(meta.lastIndex) === meta.lastTerm) {
+      // We already hold the entries the snapshot covers: keep the log, just commit.
+      this.#commitIndex = meta.lastIndex;
+      reply();
+      return;
+    }
+    this.log.restoreSnapshot(meta);
+    this.#commitIndex = meta.lastIndex;
+    this.#appliedIndex = meta.lastIndex;
+    this.#pendingSnapshot = snapshot;
+    this.#loadConfig(meta.members);
+    reply();
+  }
+
+  // ---------------------------------------------------------------- voting
+
+  #campaign(kind: "pre" | "real", transfer: boolean): void {
+    if (kind === "pre") {
+      this.#role = "precandidate";
+      this.#leaderId = null;
+    } else {
+      this.#role = "candidate";
+      this.#term++;
+      this.#votedFor = this.id;
+      this.#leaderId = null;
+    }
+    this.#votes = new Map([[this.id, true]]);
+    this.#resetElectionTimer();
+    this.#failAllReads();
+
+    if (this.#countVotes() === "won") {
+      if (kind === "pre") this.#campaign("real", transfer);
+      else this.#becomeLeader();
+      return;
+    }
+
+    for (const member of this.#members) {
+      if (!member.voter || member.id === this.id) continue;
+      const request: VoteRequest = {
+        type: "vote",
+        from: this.id,
+        to: member.id,
+        term: kind === "pre" ? this.#term + 1 : this.#term,
+        lastIndex: this.log.lastIndex(),
+        lastTerm: this.log.lastTerm(),
+        preVote: kind === "pre",
+        transfer,
+      };
+      this.#send(request);
+    }
+  }
+
+  #handleVote(message: VoteRequest): void {
+    const respond = (granted: boolean) => {
+      const response: VoteResponse = {
+        type: "voteResponse",
+        from: this.id,
+        to: message.from,
+        // A granted pre-vote echoes the asked term so the pre-candidate does not step down.
+        term: message.preVote && granted ? message.term : this.#term,
+        granted,
+        preVote: message.preVote,
+      };
+      this.#send(response);
+    };
+
+    const upToDate = this.log.isUpToDate(message.lastIndex, message.lastTerm);
+    if (message.preVote) {
+      const canVote = message.term > this.#term || this.#votedFor === null || this.#votedFor === message.from;
+      respond(canVote && upToDate && (message.transfer || !this.#inLease()));
+      return;
+    }
+    const canVote = this.#votedFor === null || this.#votedFor === message.from;
+    if (canVote && upToDate) {
+      this.#votedFor = message.from;
+      this.#electionElapsed = 0;
+      respond(true);
+    } else {
+      respond(false);
+    }
+  }
+
+  #handleVoteResponse(message: VoteResponse): void {
+    const expected = this.#role === "precandidate" ? true : this.#role === "candidate" ? false : null;
+    if (expected === null || message.preVote !== expected) return;
+    if (!this.isVoter(message.from)) return;
+    this.#votes.set(message.from, message.granted);
+
+    const outcome = this.#countVotes();
+    if (outcome === "won") {
+      if (this.#role === "precandidate") this.#campaign("real", false);
+      else this.#becomeLeader();
+    } else if (outcome === "lost") {
+      this.#becomeFollower(this.#term, null);
+    }
+  }
+
+  #countVotes(): "won" | "lost" | "pending" {
+    let granted = 0;
+    let rejected = 0;
+    for (const member of this.#members) {
+      if (!member.voter) continue;
+      const vote = this.#votes.get(member.id);
+      if (vote === true) granted++;
+      else if (vote === false) rejected++;
+    }
+    const quorum = this.#quorum();
+    if (granted >= quorum) return "won";
+    if (rejected >= quorum) return "lost";
+    return "pending";
+  }
+
+  /** Whether a leader was heard from within the election timeout (thesis 4.2.3). */
+  #inLease(): boolean {
+    if (this.#role === "leader") return true;
+    return this.#leaderId !== null && this.#electionElapsed < this.#config.electionTicks;
+  }
+
+  // ---------------------------------------------------------- term handling
+
+  /** Decides whether a message from a higher term may move this node to that term. */
+  #acceptHigherTerm(message: Message): boolean {
+    if (message.type === "vote") {
+      if (!message.transfer && this.#inLease()) return false; // ignore disruptive candidates
+      if (message.preVote) return true; // answered without changing our term
+      this.#becomeFollower(message.term, null);
+      return true;
+    }
+    if (message.type === "voteResponse" && message.preVote && message.granted) {
+      return true; // a granted pre-vote carries the term we would campaign at
+    }
+    const leader = message.type === "append" || message.type === "heartbeat" || message.type === "snapshot";
+    this.#becomeFollower(message.term, leader ? message.from : null);
+    return true;
+  }
+
+  /** Tells a node stuck in an old term about the current one, so it steps down. */
+  #answerStaleTerm(message: Message): void {
+    if (message.type === "append" || message.type === "heartbeat") {
+      const response: AppendEntriesResponse = {
+        type: "appendResponse",
+        from: this.id,
+        to: message.from,
+        term: this.#term,
+        success: false,
+        matchIndex: 0,
+        lastIndex: this.log.lastIndex(),
+      };
+      this.#send(response);
+    } else if (message.type === "vote" && message.preVote) {
+      this.#send({ type: "voteResponse", from: this.id, to: message.from, term: this.#term, granted: false, preVote: true });
+    } else if (message.type === "vote") {
+      this.#send({ type: "voteResponse", from: this.id, to: message.from, term: this.#term, granted: false, preVote: false });
+    }
+  }
+
+  #becomeFollowerOf(leader: NodeId): void {
+    if (this.#role !== "follower" || this.#leaderId !== leader) {
+      assert(this.#role !== "leader", `two leaders in term ${this.#term}: ${this.id} and ${leader}`);
+      this.#becomeFollower(this.#term, leader);
+    }
+    this.#electionElapsed = 0;
+  }
+
+  #becomeFollower(term: number, leader: NodeId | null): void {
+    assert(term >= this.#term, `term would go back from ${this.#term} to ${term}`);
+    if (term > this.#term) {
+      this.#term = term;
+      this.#votedFor = null;
+    }
+    this.#role = "follower";
+    this.#leaderId = leader;
+    this.#progress.clear();
+    this.#transferTarget = null;
+    this.#failAllReads();
+    this.#resetElectionTimer();
+  }
+
+  #becomeLeader(): void {
+    this.#role = "leader";
+    this.#leaderId = this.id;
+    this.#heartbeatElapsed = 0;
+    this.#electionElapsed = 0;
+    this.#progress.clear();
+    for (const member of this.#members) this.#addProgress(member.id);
+    // A no-op entry of the new term lets earlier entries commit (thesis 3.6.2).
+    this.#appendOwn("noop", new Uint8Array(0));
+  }
+
+  #addProgress(id: NodeId): void {
+    if (this.#progress.has(id)) return;
+    const lastIndex = this.log.lastIndex();
+    const self = id === this.id;
+    this.#progress.set(id, {
+      match: self ? this.log.stableIndex : 0,
+      next: lastIndex + 1,
+      state: "probe",
+      probeSent: false,
+      inflight: [],
+      recentActive: self,
+      readRound: 0,
+    });
+  }
+
+  #failAllReads(): void {
+    for (const read of this.#pendingReads) this.#failedReads.push(read.id);
+    this.#failedReads.push(...this.#readsBeforeCommit);
+    this.#pendingReads = [];
+    this.#readsBeforeCommit = [];
+  }
+
+  #resetElectionTimer(): void {
+    this.#electionElapsed = 0;
+    const base = this.#config.electionTicks;
+    this.#randomizedElectionTicks = base + Math.floor(this.#random() * base);
+  }
+
+  // ---------------------------------------------------------- configuration
+
+  #quorum(): number {
+    const voters = this.#members.filter((member) => member.voter).length;
+    return Math.floor(voters / 2) + 1;
+  }
+
+  /** Loads the configuration from the newest config entry, or the snapshot's when the log has none. */
+  #loadConfig(snapshotMembers: Member[]): void {
+    const entry = this.log.lastConfigEntry();
+    if (entry?.members) {
+      this.#setMembers(entry.members, entry.index);
+    } else {
+      this.#setMembers(snapshotMembers, this.log.snapshotIndex);
+    }
+  }
+
+  #reloadConfigAfterTruncate(): void {
+    if (this.#configIndex > this.log.lastIndex()) {
+      const entry = this.log.lastConfigEntry();
+      if (entry?.members) this.#setMembers(entry.members, entry.index);
+      else this.#setMembers(this.#snapshotMembers, this.log.snapshotIndex);
+    }
+  }
+
+  #snapshotMembers: Member[] = [];
+
+  #applyConfigEntry(entry: Entry): void {
+    assert(entry.members !== undefined, `config entry ${entry.index} has no members`);
+    this.#setMembers(entry.members, entry.index);
+  }
+
+  #setMembers(members: Member[], index: number): void {
+    if (index <= this.log.snapshotIndex) this.#snapshotMembers = members;
+    this.#members = members.map((member) => ({ ...member }));
+    this.#configIndex = index;
+    if (this.#role !== "leader") return;
+
+    for (const member of this.#members) this.#addProgress(member.id);
+    for (const id of [...this.#progress.keys()]) {
+      if (id !== this.id && !this.isMember(id)) this.#progress.delete(id);
+    }
+    if (this.#transferTarget !== null && !this.isVoter(this.#transferTarget)) this.#transferTarget = null;
+    // Fewer voters may mean entries are already replicated on a quorum.
+    this.#maybeCommit();
+  }
+
+  // ------------------------------------------------------------------ misc
+
+  #send(message: Message): void {
+    this.#messages.push(message);
+  }
+
+  #hardState(): HardState {
+    return { term: this.#term, votedFor: this.#votedFor, commitIndex: this.#commitIndex };
+  }
+
+  #hardStateChanged(): boolean {
+    return (
+      this.#persisted.term !== this.#term ||
+      this.#persisted.votedFor !== this.#votedFor ||
+      this.#persisted.commitIndex !== this.#commitIndex
+    );
+  }
+}

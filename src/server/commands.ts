@@ -1,0 +1,236 @@
+// The command table of the client port. Each command declares its arity and
+// whether it must run on the leader; leader commands received by a follower
+// are forwarded, so clients may talk to any member.
+
+import { NodeError } from "../node/errors.ts";
+import type { EchoNode } from "../node/node.ts";
+import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
+import type { LeaderForwarder } from "./forward.ts";
+import { formatInfo, formatMembers } from "./info.ts";
+import { encodeValue, errorReply, NIL, OK } from "./replies.ts";
+
+export interface ServerLimits {
+  /** Maximum key size in bytes. */
+  maxKeyBytes: number;
+  /** Maximum value size in bytes. */
+  maxValueBytes: number;
+}
+
+export interface CommandContext {
+  node: EchoNode;
+  forwarder: LeaderForwarder;
+  limits: ServerLimits;
+  /** Set when the command arrived as FORWARDED from another member. */
+  forwarded: boolean;
+}
+
+export type Reply = Buffer | Promise<Buffer>;
+
+export interface CommandSpec {
+  /** Minimum and maximum number of arguments after the command name. */
+  minArgs: number;
+  maxArgs: number;
+  /**
+   * write: changes the replicated state; runs on the leader (forwarded there),
+   * and is started at once even when earlier commands are still running.
+   * read/admin: runs after every earlier command of the connection finished.
+   */
+  kind: "write" | "read" | "admin";
+  /** Whether a follower forwards the command to the leader. */
+  leaderOnly: boolean;
+  run(ctx: CommandContext, args: Buffer[]): Reply;
+}
+
+const PONG = simpleString("PONG");
+const EMPTY_ARRAY = array([]);
+
+function text(arg: Buffer): string {
+  return arg.toString("utf8");
+}
+
+function checkKey(ctx: CommandContext, key: Buffer): void {
+  if (key.byteLength > ctx.limits.maxKeyBytes) {
+    throw new NodeError("TOOLARGE", `key of ${key.byteLength} bytes exceeds the limit of ${ctx.limits.maxKeyBytes} bytes (--max-key-bytes)`);
+  }
+}
+
+async function settle(promise: Promise<Buffer>): Promise<Buffer> {
+  try {
+    return await promise;
+  } catch (err) {
+    return errorReply(err);
+  }
+}
+
+const COMMANDS: Record<string, CommandSpec> = {
+  PING: {
+    minArgs: 0,
+    maxArgs: 1,
+    kind: "read",
+    leaderOnly: false,
+    run: (_ctx, args) => (args.length === 0 ? PONG : bulk(args[0])),
+  },
+  ECHO: { minArgs: 1, maxArgs: 1, kind: "read", leaderOnly: false, run: (_ctx, args) => bulk(args[0]) },
+
+  SET: {
+    minArgs: 2,
+    maxArgs: 2,
+    kind: "write",
+    leaderOnly: true,
+    run: (ctx, [key, value]) => {
+      checkKey(ctx, key);
+      if (value.byteLength > ctx.limits.maxValueBytes) {
+        throw new NodeError(
+          "TOOLARGE",
+          `value of ${value.byteLength} bytes exceeds the limit of ${ctx.limits.maxValueBytes} bytes (--max-value-bytes)`,
+        );
+      }
+      return settle(ctx.node.propose({ op: "set", key, value }).then(() => OK));
+    },
+  },
+  DEL: {
+    minArgs: 1,
+    maxArgs: Infinity,
+    kind: "write",
+    leaderOnly: true,
+    run: (ctx, keys) => {
+      for (const key of keys) checkKey(ctx, key);
+      return settle(ctx.node.propose({ op: "del", keys }).then((removed) => integer(removed === "OK" ? 0 : removed)));
+    },
+  },
+  GET: {
+    minArgs: 1,
+    maxArgs: 1,
+    kind: "read",
+    leaderOnly: false,
+    run: (ctx, [key]) => {
+      const value = ctx.node.store.get(key);
+      return value === undefined ? NIL : bulk(value);
+    },
+  },
+  EXISTS: {
+    minArgs: 1,
+    maxArgs: Infinity,
+    kind: "read",
+    leaderOnly: false,
+    run: (ctx, keys) => integer(keys.filter((key) => ctx.node.store.get(key) !== undefined).length),
+  },
+  DBSIZE: { minArgs: 0, maxArgs: 0, kind: "read", leaderOnly: false, run: (ctx) => integer(ctx.node.store.size) },
+
+  INFO: {
+    minArgs: 0,
+    maxArgs: 1,
+    kind: "admin",
+    leaderOnly: false,
+    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), args.length > 0 ? text(args[0]).toLowerCase() : null)),
+  },
+  MEMBERS: {
+    minArgs: 0,
+    maxArgs: 0,
+    kind: "admin",
+    leaderOnly: false,
+    run: (ctx) => array(formatMembers(ctx.node.status()).map((line) => bulk(line))),
+  },
+  LEADER: {
+    minArgs: 0,
+    maxArgs: 0,
+    kind: "admin",
+    leaderOnly: false,
+    run: (ctx) => {
+      const leader = ctx.node.leader();
+      return leader ? bulk(`${leader.id} ${leader.clientAddr}`) : NIL;
+    },
+  },
+  REMOVE: {
+    minArgs: 1,
+    maxArgs: 1,
+    kind: "admin",
+    leaderOnly: true,
+    run: (ctx, [id]) => settle(ctx.node.removeMember(text(id)).then(() => OK)),
+  },
+  JOIN: {
+    minArgs: 3,
+    maxArgs: 3,
+    kind: "admin",
+    leaderOnly: true,
+    run: (ctx, [id, raftAddr, clientAddr]) => {
+      const member = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
+      // Reply: the cluster id, then id, raft address and client address of every member.
+      return settle(
+        ctx.node.addMember(member).then(() => {
+          const parts = [bulk(ctx.node.clusterId ?? "")];
+          for (const m of ctx.node.status().members) parts.push(bulk(m.id), bulk(m.raftAddr), bulk(m.clientAddr));
+          return array(parts);
+        }),
+      );
+    },
+  },
+
+  // Commands that Redis tools send on connect; answered so they work unchanged.
+  COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
+  CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
+  CLIENT: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => OK },
+  SELECT: {
+    minArgs: 1,
+    maxArgs: 1,
+    kind: "read",
+    leaderOnly: false,
+    run: (_ctx, [db]) => (text(db) === "0" ? OK : error("ERR DB index is out of range (EchoKV has one database, 0)")),
+  },
+};
+
+export function lookupCommand(name: string): CommandSpec | undefined {
+  return COMMANDS[name];
+}
+
+/** Runs one parsed command, forwarding leader commands from a follower. */
+export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSpec["kind"]; reply: () => Reply } {
+  const name = text(args[0]).toUpperCase();
+  if (name === "FORWARDED" && args.length > 1) {
+    const inner = { ...ctx, forwarded: true };
+    return dispatch(inner, args.slice(1));
+  }
+
+  const spec = COMMANDS[name];
+  if (!spec) {
+    const shown = text(args[0]).slice(0, 64);
+    return { kind: "read", reply: () => error(`ERR unknown command '${shown}', with args beginning with: ${describeArgs(args)}`) };
+  }
+  const count = args.length - 1;
+  if (count < spec.minArgs || count > spec.maxArgs) {
+    return { kind: "read", reply: () => error(`ERR wrong number of arguments for '${name.toLowerCase()}' command`) };
+  }
+
+  const run = (): Reply => {
+    try {
+      if (!spec.leaderOnly || ctx.node.role === "leader") return spec.run(ctx, args.slice(1));
+      if (ctx.forwarded) throw notLeader(ctx);
+      return settle(forward(ctx, spec, args));
+    } catch (err) {
+      return errorReply(err);
+    }
+  };
+  return { kind: spec.kind, reply: run };
+}
+
+async function forward(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<Buffer> {
+  const reply = await ctx.forwarder.forward(args);
+  if (reply !== null) return encodeValue(reply);
+  // This node became the leader while looking for one.
+  return spec.run(ctx, args.slice(1));
+}
+
+function notLeader(ctx: CommandContext): NodeError {
+  const leader = ctx.node.leader();
+  if (leader && leader.id !== ctx.node.id) {
+    return new NodeError("NOTLEADER", `node ${ctx.node.id} is not the leader; the leader is ${leader.id} at ${leader.clientAddr}`);
+  }
+  return new NodeError("NOLEADER", "no leader is known right now; retry shortly");
+}
+
+function describeArgs(args: Buffer[]): string {
+  return args
+    .slice(1, 4)
+    .map((arg) => `'${text(arg).slice(0, 32)}'`)
+    .join(" ");
+}

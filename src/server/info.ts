@@ -1,0 +1,68 @@
+// INFO, MEMBERS and LEADER replies, in the Redis `field:value` style.
+
+import type { NodeStatus } from "../node/node.ts";
+
+export const VERSION = "0.1.0";
+
+function memberLine(status: NodeStatus, index: number): string {
+  const member = status.members[index];
+  const progress = status.progress[member.id];
+  const fields = [
+    `id=${member.id}`,
+    `raft_addr=${member.raftAddr}`,
+    `client_addr=${member.clientAddr}`,
+    `voter=${member.voter ? "yes" : "no"}`,
+    `leader=${member.id === status.leaderId ? "yes" : "no"}`,
+  ];
+  if (progress) fields.push(`match_index=${progress.match}`, `lag=${Math.max(0, status.lastIndex - progress.match)}`);
+  return `member${index}:${fields.join(",")}`;
+}
+
+/** Formats the INFO reply; `section` filters to one of server, raft, members, keyspace. */
+export function formatInfo(status: NodeStatus, section: string | null): string {
+  const sections: Record<string, string[]> = {
+    server: [
+      `echokv_version:${VERSION}`,
+      `node_id:${status.id}`,
+      `cluster_id:${status.clusterId ?? ""}`,
+      `client_addr:${status.clientAddr}`,
+      `raft_addr:${status.raftAddr}`,
+      `process_id:${process.pid}`,
+      `uptime_in_seconds:${Math.floor(process.uptime())}`,
+    ],
+    raft: [
+      `role:${status.role === "precandidate" ? "candidate" : status.role}`,
+      `term:${status.term}`,
+      `leader_id:${status.leaderId ?? ""}`,
+      `leader_addr:${status.members.find((member) => member.id === status.leaderId)?.clientAddr ?? ""}`,
+      `commit_index:${status.commitIndex}`,
+      `applied_index:${status.appliedIndex}`,
+      `last_log_index:${status.lastIndex}`,
+      `last_log_term:${status.lastTerm}`,
+      `snapshot_index:${status.snapshotIndex}`,
+    ],
+    members: [
+      `members:${status.members.length}`,
+      `voters:${status.members.filter((member) => member.voter).length}`,
+      ...status.members.map((_, index) => memberLine(status, index)),
+    ],
+    keyspace: [`keys:${status.keys}`],
+  };
+
+  const names = section === null || section === "all" || section === "everything" ? Object.keys(sections) : [section];
+  const parts: string[] = [];
+  for (const name of names) {
+    const lines = sections[name];
+    if (!lines) continue;
+    parts.push(`# ${name[0].toUpperCase()}${name.slice(1)}\r\n${lines.join("\r\n")}\r\n`);
+  }
+  return parts.join("\r\n");
+}
+
+/** One line per member, as MEMBERS returns them. */
+export function formatMembers(status: NodeStatus): string[] {
+  return status.members.map((member) => {
+    const role = member.id === status.leaderId ? "leader" : member.voter ? "voter" : "learner";
+    return `${member.id} raft=${member.raftAddr} client=${member.clientAddr} ${role}`;
+  });
+}

@@ -1,0 +1,226 @@
+// The RESP listener of the client port. Commands of one connection are
+// answered in the order they arrived. Writes start as soon as they are
+// parsed, so a pipelining client fills the replication pipeline; a read or
+// admin command waits until every earlier command of its connection has
+// finished, so it observes that connection's own writes.
+
+import type { Socket, TCPSocketListener } from "bun";
+import { errorMessage, type Logger } from "../log.ts";
+import type { EchoNode } from "../node/node.ts";
+import { error, RespParser, type RespLimits } from "../protocol/resp.ts";
+import { parseHostPort } from "../transport/address.ts";
+import { dispatch, type CommandContext, type ServerLimits } from "./commands.ts";
+import { LeaderForwarder } from "./forward.ts";
+
+export interface ServerOptions {
+  listenAddr: string;
+  node: EchoNode;
+  limits: ServerLimits;
+  logger: Logger;
+  /** Time a forwarded command may take before it fails with TIMEOUT. */
+  requestTimeoutMs: number;
+  retryDelayMs: number;
+  /** Connections beyond this are refused with an error. */
+  maxClients: number;
+}
+
+/** Output bytes a slow reader may leave unread before its connection is closed. */
+const MAX_OUTPUT_BUFFER_BYTES = 256 * 1024 * 1024;
+
+interface Slot {
+  reply: Buffer | null;
+}
+
+interface Connection {
+  parser: RespParser;
+  slots: Slot[];
+  /** Settles once every command received so far has its reply. */
+  tail: Promise<unknown>;
+  pending: number;
+  /** Unfinished reads and admin commands; a write must wait behind them. */
+  pendingNonWrites: number;
+  output: Buffer[];
+  outputBytes: number;
+  closing: boolean;
+  closed: boolean;
+}
+
+export class RespServer {
+  readonly #options: ServerOptions;
+  readonly #logger: Logger;
+  readonly #forwarder: LeaderForwarder;
+  readonly #context: CommandContext;
+  readonly #parserLimits: RespLimits;
+  #listener: TCPSocketListener<Connection> | null = null;
+  #clients = 0;
+
+  constructor(options: ServerOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#forwarder = new LeaderForwarder(options.node, options.logger, options.requestTimeoutMs, options.retryDelayMs);
+    this.#context = { node: options.node, forwarder: this.#forwarder, limits: options.limits, forwarded: false };
+    // The parser accepts bulk strings up to twice the value limit so that a
+    // moderately oversized value gets a TOOLARGE error naming the limit; a
+    // larger announced length is a protocol error and closes the connection.
+    this.#parserLimits = {
+      maxBulkBytes: Math.max(options.limits.maxValueBytes, options.limits.maxKeyBytes) * 2,
+      maxArgs: 1024 * 1024,
+      maxInlineBytes: 64 * 1024,
+      maxCommandBytes: options.limits.maxValueBytes * 2 + options.limits.maxKeyBytes * 2 + 1024 * 1024,
+    };
+  }
+
+  get port(): number {
+    if (!this.#listener) throw new Error("server is not listening");
+    return this.#listener.port;
+  }
+
+  start(): void {
+    const { host, port } = parseHostPort(this.#options.listenAddr);
+    this.#listener = Bun.listen<Connection>({
+      hostname: host,
+      port,
+      socket: {
+        open: (socket) => this.#onOpen(socket),
+        data: (socket, chunk) => this.#onData(socket, chunk),
+        drain: (socket) => this.#flush(socket),
+        close: (socket) => this.#onClose(socket),
+        error: (socket, err) => {
+          this.#logger.warn("client connection error", { error: errorMessage(err) });
+          this.#onClose(socket);
+        },
+      },
+    });
+    this.#logger.info("client listener started", { addr: `${host}:${this.#listener.port}` });
+  }
+
+  stop(): void {
+    this.#listener?.stop(true);
+    this.#listener = null;
+    this.#forwarder.close();
+  }
+
+  #onOpen(socket: Socket<Connection>): void {
+    socket.data = {
+      parser: new RespParser(this.#parserLimits),
+      slots: [],
+      tail: Promise.resolve(),
+      pending: 0,
+      pendingNonWrites: 0,
+      output: [],
+      outputBytes: 0,
+      closing: false,
+      closed: false,
+    };
+    this.#clients++;
+    if (this.#clients > this.#options.maxClients) {
+      socket.data.closing = true;
+      socket.end(error(`ERR max number of clients reached (${this.#options.maxClients}, --max-clients)`));
+    }
+  }
+
+  #onClose(socket: Socket<Connection>): void {
+    const conn = socket.data;
+    if (!conn || conn.closed) return;
+    conn.closed = true;
+    this.#clients--;
+  }
+
+  #onData(socket: Socket<Connection>, chunk: Buffer): void {
+    const conn = socket.data;
+    if (conn.closing) return;
+    conn.parser.push(chunk);
+    for (;;) {
+      const parsed = conn.parser.next();
+      if (parsed.kind === "incomplete") break;
+      if (parsed.kind === "error") {
+        this.#enqueue(socket, error(`ERR Protocol error: ${parsed.message}`));
+        conn.closing = true;
+        break;
+      }
+      if (parsed.args.length === 0) continue;
+      const name = parsed.args[0].toString("latin1").toUpperCase();
+      if (name === "QUIT") {
+        this.#enqueue(socket, Buffer.from("+OK\r\n"));
+        conn.closing = true;
+        break;
+      }
+      this.#execute(socket, parsed.args);
+    }
+    this.#flush(socket);
+  }
+
+  #execute(socket: Socket<Connection>, args: Buffer[]): void {
+    const conn = socket.data;
+    const { kind, reply } = dispatch(this.#context, args);
+    const mustWait = kind === "write" ? conn.pendingNonWrites > 0 : conn.pending > 0;
+    const result = mustWait ? conn.tail.then(reply) : reply();
+    if (!(result instanceof Promise)) {
+      this.#enqueue(socket, result);
+      return;
+    }
+
+    const slot: Slot = { reply: null };
+    conn.slots.push(slot);
+    conn.pending++;
+    if (kind !== "write") conn.pendingNonWrites++;
+    const done = result.then(
+      (buffer) => buffer,
+      (err: unknown) => error(`ERR internal error: ${errorMessage(err)}`),
+    );
+    conn.tail = Promise.all([conn.tail, done]);
+    done.then((buffer) => {
+      slot.reply = buffer;
+      conn.pending--;
+      if (kind !== "write") conn.pendingNonWrites--;
+      this.#flush(socket);
+    });
+  }
+
+  #enqueue(socket: Socket<Connection>, reply: Buffer): void {
+    const conn = socket.data;
+    if (conn.slots.length === 0) {
+      conn.output.push(reply);
+      conn.outputBytes += reply.byteLength;
+    } else {
+      conn.slots.push({ reply });
+    }
+  }
+
+  /** Moves finished replies at the head of the queue to the output, keeping order. */
+  #drainSlots(socket: Socket<Connection>): void {
+    const conn = socket.data;
+    let done = 0;
+    while (done < conn.slots.length && conn.slots[done].reply !== null) {
+      const reply = conn.slots[done].reply!;
+      conn.output.push(reply);
+      conn.outputBytes += reply.byteLength;
+      done++;
+    }
+    if (done > 0) conn.slots.splice(0, done);
+  }
+
+  #flush(socket: Socket<Connection>): void {
+    const conn = socket.data;
+    if (conn.closed) return;
+    this.#drainSlots(socket);
+    if (conn.output.length > 0) {
+      const data = conn.output.length === 1 ? conn.output[0] : Buffer.concat(conn.output);
+      const written = socket.write(data);
+      if (written < data.byteLength) {
+        const rest = data.subarray(Math.max(0, written));
+        conn.output = [rest];
+        conn.outputBytes = rest.byteLength;
+      } else {
+        conn.output = [];
+        conn.outputBytes = 0;
+      }
+      if (conn.outputBytes > MAX_OUTPUT_BUFFER_BYTES) {
+        this.#logger.warn("closing client that does not read its replies", { buffered_bytes: conn.outputBytes });
+        socket.terminate();
+        return;
+      }
+    }
+    if (conn.closing && conn.output.length === 0 && conn.slots.length === 0) socket.end();
+  }
+}

@@ -1,0 +1,186 @@
+// Durable Raft state in one SQLite database per node: hard state, identity
+// (node id and cluster id) and the log. WAL mode with synchronous=FULL, so a
+// committed transaction survives power loss; every ready batch is written in
+// one transaction before any message that depends on it is sent.
+
+import { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/types.ts";
+
+export const DATABASE_FILE = "echokv.db";
+const SCHEMA_VERSION = 1;
+
+const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
+const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
+
+/** Raised when a data directory cannot be used; the message says why and what to do. */
+export class StorageError extends Error {
+  override name = "StorageError";
+}
+
+export interface PersistedState {
+  hardState: HardState;
+  snapshot: SnapshotMeta | null;
+  entries: Entry[];
+}
+
+export interface StorageWrite {
+  hardState: HardState | null;
+  truncateFrom: number | null;
+  entries: Entry[];
+}
+
+interface EntryRow {
+  idx: number;
+  term: number;
+  kind: number;
+  data: Uint8Array;
+  members: string | null;
+}
+
+export class SqliteStorage {
+  readonly path: string;
+  readonly #db: Database;
+  readonly #insertEntry;
+  readonly #deleteFrom;
+  readonly #setMeta;
+  readonly #getMeta;
+
+  private constructor(path: string, db: Database) {
+    this.path = path;
+    this.#db = db;
+    this.#insertEntry = db.prepare("INSERT OR REPLACE INTO log (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)");
+    this.#deleteFrom = db.prepare("DELETE FROM log WHERE idx >= ?");
+    this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    this.#getMeta = db.prepare<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?");
+  }
+
+  /**
+   * Opens (creating when missing) the database in `dir` for `nodeId`. Rejects
+   * a directory that belongs to another node or is corrupt, naming the problem.
+   */
+  static open(dir: string, nodeId: string): SqliteStorage {
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, DATABASE_FILE);
+    let db: Database;
+    try {
+      db = new Database(path, { create: true, strict: true });
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      const check = db.query<{ quick_check: string }, []>("PRAGMA quick_check").get();
+      if (check?.quick_check !== "ok") {
+        throw new StorageError(`integrity check failed: ${check?.quick_check ?? "no result"}`);
+      }
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS log (
+          idx INTEGER PRIMARY KEY,
+          term INTEGER NOT NULL,
+          kind INTEGER NOT NULL,
+          data BLOB NOT NULL,
+          members TEXT
+        );
+      `);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new StorageError(
+        `data directory ${dir} is unreadable or corrupt (${reason}); restore it from a backup, or wipe it and re-add the node to the cluster`,
+      );
+    }
+
+    const storage = new SqliteStorage(path, db);
+    storage.#checkIdentity(dir, nodeId);
+    return storage;
+  }
+
+  #checkIdentity(dir: string, nodeId: string): void {
+    const version = this.#meta("schema_version");
+    if (version !== null && Number(version) !== SCHEMA_VERSION) {
+      throw new StorageError(`data directory ${dir} has schema version ${version}, this build reads version ${SCHEMA_VERSION}`);
+    }
+    const storedNode = this.#meta("node_id");
+    if (storedNode !== null && storedNode !== nodeId) {
+      throw new StorageError(
+        `data directory ${dir} belongs to node ${storedNode}, not ${nodeId}; start with --node-id ${storedNode} or use another --data-dir`,
+      );
+    }
+    if (storedNode === null) {
+      this.#db.transaction(() => {
+        this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
+        this.#setMeta.run("node_id", nodeId);
+      })();
+    }
+  }
+
+  #meta(key: string): string | null {
+    return this.#getMeta.get(key)?.value ?? null;
+  }
+
+  /** Cluster id, or null while the node has neither bootstrapped nor joined. */
+  clusterId(): string | null {
+    return this.#meta("cluster_id");
+  }
+
+  setClusterId(clusterId: string): void {
+    const existing = this.clusterId();
+    if (existing !== null && existing !== clusterId) {
+      throw new StorageError(`this node belongs to cluster ${existing}; refusing to switch to cluster ${clusterId}`);
+    }
+    this.#setMeta.run("cluster_id", clusterId);
+  }
+
+  load(): PersistedState {
+    const hardState: HardState = {
+      term: Number(this.#meta("term") ?? 0),
+      votedFor: this.#meta("voted_for") || null,
+      commitIndex: Number(this.#meta("commit_index") ?? 0),
+    };
+    const rows = this.#db.query<EntryRow, []>("SELECT idx, term, kind, data, members FROM log ORDER BY idx").all();
+    const entries = rows.map(rowToEntry);
+    return { hardState, snapshot: null, entries };
+  }
+
+  /** Writes one ready batch in a single durable transaction. */
+  write(batch: StorageWrite): void {
+    if (batch.hardState === null && batch.truncateFrom === null && batch.entries.length === 0) return;
+    this.#db.transaction(() => {
+      if (batch.truncateFrom !== null) this.#deleteFrom.run(batch.truncateFrom);
+      for (const entry of batch.entries) {
+        this.#insertEntry.run(
+          entry.index,
+          entry.term,
+          KIND_CODES[entry.kind],
+          entry.data,
+          entry.members ? JSON.stringify(entry.members) : null,
+        );
+      }
+      if (batch.hardState) {
+        this.#setMeta.run("term", String(batch.hardState.term));
+        this.#setMeta.run("voted_for", batch.hardState.votedFor ?? "");
+        this.#setMeta.run("commit_index", String(batch.hardState.commitIndex));
+      }
+    })();
+  }
+
+  /** Writes the first configuration entry and the cluster id of a new cluster atomically. */
+  bootstrap(clusterId: string, entry: Entry, hardState: HardState): void {
+    if (this.clusterId() !== null) throw new StorageError(`this node already belongs to cluster ${this.clusterId()}`);
+    this.#db.transaction(() => {
+      this.write({ hardState, truncateFrom: null, entries: [entry] });
+      this.#setMeta.run("cluster_id", clusterId);
+    })();
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+function rowToEntry(row: EntryRow): Entry {
+  const kind = KINDS_BY_CODE[row.kind];
+  if (kind === undefined) throw new StorageError(`log entry ${row.idx} has unknown kind ${row.kind}`);
+  const entry: Entry = { index: row.idx, term: row.term, kind, data: new Uint8Array(row.data) };
+  if (row.members !== null) entry.members = JSON.parse(row.members) as Member[];
+  return entry;
+}
