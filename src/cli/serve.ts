@@ -251,5 +251,6 @@ export const serveCommand = defineCommand({
       process.once("SIGINT", () => shutdown("SIGINT"));
       process.once("SIGTERM", () => shutdown("SIGTERM"));
     });
+    process.exit(0);
   },
 });

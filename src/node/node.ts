@@ -57,6 +57,16 @@ interface ReadWaitingForApply {
   read: PendingRead;
 }
 
+/** A change an operator wants to see live; pushed to SUBSCRIBE cluster-events clients. */
+export interface ClusterEvent {
+  time: string;
+  node: NodeId;
+  term: number;
+  type: "node_started" | "node_stopping" | "role_changed" | "leader_changed" | "membership_changed";
+  message: string;
+  [field: string]: string | number | boolean | null;
+}
+
 export interface NodeStatus extends RaftStatus {
   clusterId: string | null;
   clientAddr: string;
@@ -91,6 +101,7 @@ export class EchoNode {
   #lastPeers = "";
   #persistedTerm = 0;
   #removedLogged = false;
+  #eventListeners = new Set<(event: ClusterEvent) => void>();
 
   constructor(options: NodeOptions) {
     this.id = options.nodeId;
@@ -174,6 +185,7 @@ export class EchoNode {
   /** Stops timers and sockets and fails every waiting request with SHUTDOWN. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
+    this.#emit("node_stopping", `${this.id} is shutting down`);
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
     const err = new NodeError("SHUTDOWN", "the node is shutting down");
@@ -190,6 +202,18 @@ export class EchoNode {
 
   // ------------------------------------------------------------- client API
 
+  /** Registers a listener for cluster events; returns the function that removes it. */
+  onEvent(listener: (event: ClusterEvent) => void): () => void {
+    this.#eventListeners.add(listener);
+    return () => this.#eventListeners.delete(listener);
+  }
+
+  #emit(type: ClusterEvent["type"], message: string, fields: Record<string, string | number | boolean | null> = {}): void {
+    if (this.#eventListeners.size === 0) return;
+    const event: ClusterEvent = { time: new Date().toISOString(), node: this.id, term: this.#core.term, type, message, ...fields };
+    for (const listener of this.#eventListeners) listener(event);
+  }
+
   status(): NodeStatus {
     return {
       ...this.#core.status(),
@@ -202,6 +226,12 @@ export class EchoNode {
 
   get role(): Role {
     return this.#core.role;
+  }
+
+  /** Whether the configuration this node holds no longer lists it (it was removed). */
+  get removed(): boolean {
+    const members = this.#core.members;
+    return members.length > 0 && !members.some((member) => member.id === this.id);
   }
 
   /** The leader as this node currently knows it, or null during an election. */
@@ -315,6 +345,10 @@ export class EchoNode {
         }
       }
     }
+    // An older proposal waiting on this index lost its slot when the log was truncated.
+    this.#proposals.get(result.index)?.reject(
+      new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it"),
+    );
     const promise = new Promise<ApplyResult>((resolve, reject) => {
       this.#proposals.set(result.index, {
         term: result.term,
@@ -469,10 +503,18 @@ export class EchoNode {
     if (role !== this.#lastRole || leaderId !== this.#lastLeader || term !== this.#lastTerm) {
       if (role === "leader" && this.#lastRole !== "leader") {
         this.#logger.info("became leader", { voters: this.#core.members.filter((member) => member.voter).length });
+        this.#emit("role_changed", `${this.id} became leader in term ${term}`, { role, previous_role: this.#lastRole });
       } else if (role !== this.#lastRole && role !== "leader") {
         this.#logger.info(`became ${role}`, { leader: leaderId ?? "none", previous_role: this.#lastRole });
-      } else if (leaderId !== this.#lastLeader) {
-        this.#logger.info("leader changed", { leader: leaderId ?? "none", previous_leader: this.#lastLeader ?? "none" });
+        const reason = role === "follower" ? "" : " and started an election";
+        this.#emit("role_changed", `${this.id} became ${role}${reason} in term ${term}`, { role, previous_role: this.#lastRole });
+      }
+      if (leaderId !== this.#lastLeader) {
+        if (role !== "leader") {
+          this.#logger.info("leader changed", { leader: leaderId ?? "none", previous_leader: this.#lastLeader ?? "none" });
+        }
+        const text = leaderId === null ? `${this.id} lost contact with leader ${this.#lastLeader}` : `leader is now ${leaderId}`;
+        this.#emit("leader_changed", text, { leader: leaderId, previous_leader: this.#lastLeader });
       }
       this.#lastRole = role;
       this.#lastLeader = leaderId;
@@ -487,9 +529,9 @@ export class EchoNode {
     const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
     if (!force && key === this.#lastPeers) return;
     if (key !== this.#lastPeers && this.#lastPeers !== "") {
-      this.#logger.info("membership changed", {
-        members: members.map((member) => `${member.id}${member.voter ? "" : "(learner)"}`).join(","),
-      });
+      const list = members.map((member) => `${member.id}${member.voter ? "" : "(learner)"}`).join(",");
+      this.#logger.info("membership changed", { members: list });
+      this.#emit("membership_changed", `members are now ${list}`, { members: list });
     }
     this.#lastPeers = key;
     const isMember = members.some((member) => member.id === this.id);

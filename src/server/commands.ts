@@ -203,6 +203,9 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
 
   const run = (): Reply => {
     try {
+      if (spec.leaderOnly && ctx.node.removed) {
+        throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster; send writes to a current member`);
+      }
       if (!spec.leaderOnly || ctx.node.role === "leader") return spec.run(ctx, args.slice(1));
       if (ctx.forwarded) throw notLeader(ctx);
       return settle(forward(ctx, spec, args));

@@ -7,7 +7,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { errorMessage, type Logger } from "../log.ts";
 import type { EchoNode } from "../node/node.ts";
-import { error, RespParser, type RespLimits } from "../protocol/resp.ts";
+import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
 import { parseHostPort } from "../transport/address.ts";
 import { dispatch, type CommandContext, type ServerLimits } from "./commands.ts";
 import { LeaderForwarder } from "./forward.ts";
@@ -43,7 +43,13 @@ interface Connection {
   outputBytes: number;
   closing: boolean;
   closed: boolean;
+  /** Channels this connection subscribed to; while any, only (UN)SUBSCRIBE, PING and QUIT are accepted. */
+  channels: Set<string>;
+  unsubscribe: (() => void) | null;
 }
+
+/** The one channel with messages: cluster events as JSON. */
+export const EVENTS_CHANNEL = "cluster-events";
 
 export class RespServer {
   readonly #options: ServerOptions;
@@ -111,6 +117,8 @@ export class RespServer {
       outputBytes: 0,
       closing: false,
       closed: false,
+      channels: new Set(),
+      unsubscribe: null,
     };
     this.#clients++;
     if (this.#clients > this.#options.maxClients) {
@@ -123,6 +131,7 @@ export class RespServer {
     const conn = socket.data;
     if (!conn || conn.closed) return;
     conn.closed = true;
+    conn.unsubscribe?.();
     this.#clients--;
   }
 
@@ -144,6 +153,10 @@ export class RespServer {
         this.#enqueue(socket, Buffer.from("+OK\r\n"));
         conn.closing = true;
         break;
+      }
+      if (name === "SUBSCRIBE" || name === "UNSUBSCRIBE" || conn.channels.size > 0) {
+        this.#pubsub(socket, name, parsed.args.slice(1));
+        continue;
       }
       this.#execute(socket, parsed.args);
     }
@@ -175,6 +188,47 @@ export class RespServer {
       if (kind !== "write") conn.pendingNonWrites--;
       this.#flush(socket);
     });
+  }
+
+  /** Redis pub/sub semantics for SUBSCRIBE cluster-events, the event stream of this node. */
+  #pubsub(socket: Socket<Connection>, name: string, channels: Buffer[]): void {
+    const conn = socket.data;
+    const confirm = (kind: string, channel: string | null) =>
+      array([bulk(kind), bulk(channel), integer(conn.channels.size)]);
+
+    if (name === "SUBSCRIBE") {
+      if (channels.length === 0) {
+        this.#enqueue(socket, error("ERR wrong number of arguments for 'subscribe' command"));
+        return;
+      }
+      for (const raw of channels) {
+        const channel = raw.toString("utf8");
+        conn.channels.add(channel);
+        this.#enqueue(socket, confirm("subscribe", channel));
+      }
+      if (conn.channels.has(EVENTS_CHANNEL) && !conn.unsubscribe) {
+        conn.unsubscribe = this.#options.node.onEvent((event) => {
+          if (conn.closed) return;
+          this.#enqueue(socket, array([bulk("message"), bulk(EVENTS_CHANNEL), bulk(JSON.stringify(event))]));
+          this.#flush(socket);
+        });
+      }
+    } else if (name === "UNSUBSCRIBE") {
+      const names = channels.length > 0 ? channels.map((raw) => raw.toString("utf8")) : [...conn.channels];
+      if (names.length === 0) this.#enqueue(socket, confirm("unsubscribe", null));
+      for (const channel of names) {
+        conn.channels.delete(channel);
+        this.#enqueue(socket, confirm("unsubscribe", channel));
+      }
+      if (!conn.channels.has(EVENTS_CHANNEL)) {
+        conn.unsubscribe?.();
+        conn.unsubscribe = null;
+      }
+    } else if (name === "PING") {
+      this.#enqueue(socket, array([bulk("pong"), bulk("")]));
+    } else {
+      this.#enqueue(socket, error(`ERR Can't execute '${name.toLowerCase()}': only (UN)SUBSCRIBE / PING / QUIT are allowed in this context`));
+    }
   }
 
   #enqueue(socket: Socket<Connection>, reply: Buffer): void {

@@ -1,0 +1,121 @@
+// Starts a local three-node cluster from dist/echokv: client ports 5379-5381,
+// Raft ports 15379-15381, data under ./data. Ctrl+C stops all three.
+// Usage: bun scripts/cluster.ts [--nodes N] [--base-port 5379] [--data DIR]
+
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import type { Subprocess } from "bun";
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: "string", default: "3" },
+    "base-port": { type: "string", default: "5379" },
+    data: { type: "string", default: "data" },
+  },
+});
+
+const nodeCount = Number(values.nodes);
+const basePort = Number(values["base-port"]);
+if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 9) {
+  console.error(`invalid --nodes "${values.nodes}": expected 1 to 9`);
+  process.exit(2);
+}
+if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65535 - 10_000 - nodeCount) {
+  console.error(`invalid --base-port "${values["base-port"]}": expected 1024 to ${65535 - 10_000 - nodeCount}`);
+  process.exit(2);
+}
+
+const binary = resolve(import.meta.dir, "..", "dist", "echokv");
+if (!existsSync(binary)) {
+  console.error(`${binary} is missing; run 'npm run build' first`);
+  process.exit(1);
+}
+
+const colors = ["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m"];
+const reset = "\x1b[0m";
+const children: Subprocess[] = [];
+let stopping = false;
+
+/** Copies a child's log lines to our stderr, each prefixed with the node id. */
+async function relay(stream: ReadableStream<Uint8Array>, name: string, color: string): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) process.stderr.write(`${color}${name.padEnd(7)}${reset}| ${line}\n`);
+  }
+}
+
+function startNode(index: number): void {
+  const id = `node-${index + 1}`;
+  const args = [
+    "serve",
+    "--node-id", id,
+    "--listen-addr", `127.0.0.1:${basePort + index}`,
+    "--raft-addr", `127.0.0.1:${basePort + 10_000 + index}`,
+    "--data-dir", join(values.data!, id),
+  ];
+  if (index > 0) args.push("--join-addr", `127.0.0.1:${basePort}`);
+  const child = Bun.spawn([binary, ...args], { stdout: "inherit", stderr: "pipe", stdin: "ignore" });
+  children.push(child);
+  void relay(child.stderr, id, colors[index % colors.length]);
+  void child.exited.then((code) => {
+    if (!stopping) console.error(`${id} exited with status ${code}`);
+  });
+}
+
+/** Waits until the client port accepts PING, or fails after `timeoutMs`. */
+async function waitForPing(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((done) => {
+      Bun.connect({
+        hostname: "127.0.0.1",
+        port,
+        socket: {
+          open: (socket) => void socket.write("PING\r\n"),
+          data: (socket, data) => {
+            done(data.toString().startsWith("+PONG"));
+            socket.end();
+          },
+          error: () => done(false),
+          connectError: () => done(false),
+        },
+      }).catch(() => done(false));
+    });
+    if (ok) return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`node on port ${port} did not answer PING within ${timeoutMs} ms`);
+}
+
+async function stopAll(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.error(`\n${signal}: stopping ${children.length} nodes`);
+  for (const child of children) child.kill("SIGTERM");
+  await Promise.race([Promise.all(children.map((child) => child.exited)), Bun.sleep(5000)]);
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  process.exit(0);
+}
+
+process.on("SIGINT", () => void stopAll("SIGINT"));
+process.on("SIGTERM", () => void stopAll("SIGTERM"));
+
+startNode(0);
+await waitForPing(basePort, 10_000);
+for (let index = 1; index < nodeCount; index++) startNode(index);
+for (let index = 1; index < nodeCount; index++) await waitForPing(basePort + index, 10_000);
+
+const ports = Array.from({ length: nodeCount }, (_, index) => basePort + index);
+console.log(`
+EchoKV cluster of ${nodeCount} nodes is running (data in ${resolve(values.data!)}).
+Connect with any of:
+${ports.map((port) => `  ./dist/echokv cli --connect 127.0.0.1:${port}`).join("\n")}
+  redis-cli -p ${basePort}
+Admin console:  ./dist/echokv tui --connect 127.0.0.1:${basePort}
+Press Ctrl+C to stop all nodes.
+`);
