@@ -1,0 +1,24 @@
+// Parsing of "host:port" listener addresses.
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * Splits "host:port" or "[ipv6]:port" into its parts. Throws on a missing
+ * host or a port outside 0..65535. Port 0 binds a free port that the OS picks.
+ */
+export function parseHostPort(address: string): HostPort {
+  const colon = address.lastIndexOf(":");
+  if (colon <= 0) throw new Error(`invalid address "${address}": expected host:port`);
+
+  let host = address.slice(0, colon);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  const portText = address.slice(colon + 1);
+  const port = Number(portText);
+  if (host === "" || !/^\d+$/.test(portText) || port > 65535) {
+    throw new Error(`invalid address "${address}": expected host:port with a port from 0 to 65535`);
+  }
+  return { host, port };
+}

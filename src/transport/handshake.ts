@@ -1,0 +1,78 @@
+// Handshake frames of the peer protocol. The dialer sends `hello` as its first
+// frame. The acceptor replies `welcome` and then only reads, or replies
+// `reject` and closes the connection.
+
+export const PROTOCOL_VERSION = 1;
+
+export interface Hello {
+  type: "hello";
+  version: number;
+  clusterId: string;
+  /** Node id of the dialer. */
+  from: string;
+  /** Node id the dialer expects to reach. */
+  to: string;
+}
+
+export interface Welcome {
+  type: "welcome";
+}
+
+export interface Reject {
+  type: "reject";
+  reason: string;
+}
+
+/** Reason sent while the acceptor has not learned its cluster id yet. */
+export const NOT_READY_REASON = "not ready";
+
+function isFields(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function ownString(object: Record<string, unknown>, name: string): string | undefined {
+  const value = Object.hasOwn(object, name) ? object[name] : undefined;
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Returns the hello frame, or an error string when `value` is not one. */
+export function parseHello(value: unknown): Hello | string {
+  if (!isFields(value) || value.type !== "hello") return "first frame is not a hello";
+
+  const version = Object.hasOwn(value, "version") ? value.version : undefined;
+  if (typeof version !== "number" || !Number.isSafeInteger(version)) return "hello has no integer version";
+
+  const clusterId = ownString(value, "clusterId");
+  const from = ownString(value, "from");
+  const to = ownString(value, "to");
+  if (clusterId === undefined || from === undefined || from === "" || to === undefined) {
+    return "hello is missing clusterId, from or to";
+  }
+  return { type: "hello", version, clusterId, from, to };
+}
+
+/**
+ * Decides whether an acceptor with `nodeId` in cluster `clusterId` takes the
+ * connection. Returns null to accept, or else the reject reason.
+ */
+export function checkHello(hello: Hello, nodeId: string, clusterId: string | null): string | null {
+  if (hello.version !== PROTOCOL_VERSION) {
+    return `unsupported protocol version: expected ${PROTOCOL_VERSION}, got ${hello.version}`;
+  }
+  if (clusterId === null) return NOT_READY_REASON;
+  if (hello.clusterId !== clusterId) {
+    return `cluster id mismatch: expected ${clusterId}, got ${hello.clusterId}`;
+  }
+  if (hello.to !== nodeId) return `node id mismatch: this node is ${nodeId}, hello is for ${hello.to}`;
+  return null;
+}
+
+/** Returns the acceptor's reply, or an error string when `value` is neither welcome nor reject. */
+export function parseReply(value: unknown): Welcome | Reject | string {
+  if (isFields(value) && value.type === "welcome") return { type: "welcome" };
+  if (isFields(value) && value.type === "reject") {
+    const reason = ownString(value, "reason");
+    return { type: "reject", reason: reason ?? "no reason given" };
+  }
+  return "reply to hello is neither welcome nor reject";
+}

@@ -1,0 +1,236 @@
+// Structural validation of decoded peer frames against the Raft `Message`
+// union, so that malformed network input never reaches the Raft core.
+
+import type {
+  Entry,
+  EntryKind,
+  Member,
+  Message,
+  MessageType,
+  Snapshot,
+} from "../raft/types.ts";
+
+/** Error for a field with the wrong type or value, located by a path such as `entries[2].term`. */
+class ShapeError extends Error {
+  constructor(path: string, expected: string, actual: unknown) {
+    super(
+      actual === undefined
+        ? `${path} is missing, expected ${expected}`
+        : `${path} must be ${expected}, got ${describe(actual)}`,
+    );
+  }
+}
+
+type Fields = Record<string, unknown>;
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (value === undefined) return "undefined";
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Uint8Array) return "bytes";
+  if (typeof value === "string") return value.length <= 40 ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return typeof value === "object" ? "a map" : typeof value;
+}
+
+function isFields(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/** Reads an own property only, so that nothing inherited is mistaken for a field. */
+function field(object: Fields, name: string): unknown {
+  return Object.hasOwn(object, name) ? object[name] : undefined;
+}
+
+function join(path: string, name: string): string {
+  return path === "" ? name : `${path}.${name}`;
+}
+
+function readFields(value: unknown, path: string): Fields {
+  if (!isFields(value)) throw new ShapeError(path, "a map", value);
+  return value;
+}
+
+function readIndex(object: Fields, name: string, path: string): number {
+  const value = field(object, name);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new ShapeError(join(path, name), "a non-negative integer", value);
+  }
+  return value;
+}
+
+function readBoolean(object: Fields, name: string, path: string): boolean {
+  const value = field(object, name);
+  if (typeof value !== "boolean") throw new ShapeError(join(path, name), "a boolean", value);
+  return value;
+}
+
+function readString(object: Fields, name: string, path: string): string {
+  const value = field(object, name);
+  if (typeof value !== "string") throw new ShapeError(join(path, name), "a string", value);
+  return value;
+}
+
+function readNodeId(object: Fields, name: string, path: string): string {
+  const value = field(object, name);
+  if (typeof value !== "string" || value === "") {
+    throw new ShapeError(join(path, name), "a non-empty node id", value);
+  }
+  return value;
+}
+
+function readBytes(object: Fields, name: string, path: string): Uint8Array {
+  const value = field(object, name);
+  if (!(value instanceof Uint8Array)) throw new ShapeError(join(path, name), "bytes", value);
+  return value;
+}
+
+function readArray(object: Fields, name: string, path: string): unknown[] {
+  const value = field(object, name);
+  if (!Array.isArray(value)) throw new ShapeError(join(path, name), "an array", value);
+  return value;
+}
+
+function readMember(value: unknown, path: string): Member {
+  const object = readFields(value, path);
+  return {
+    id: readNodeId(object, "id", path),
+    raftAddr: readString(object, "raftAddr", path),
+    clientAddr: readString(object, "clientAddr", path),
+    voter: readBoolean(object, "voter", path),
+  };
+}
+
+function readMembers(object: Fields, name: string, path: string): Member[] {
+  const membersPath = join(path, name);
+  return readArray(object, name, path).map((member, i) => readMember(member, `${membersPath}[${i}]`));
+}
+
+const ENTRY_KINDS: readonly EntryKind[] = ["command", "config", "noop"];
+
+function readEntry(value: unknown, path: string): Entry {
+  const object = readFields(value, path);
+  const kind = field(object, "kind");
+  if (!ENTRY_KINDS.includes(kind as EntryKind)) {
+    throw new ShapeError(join(path, "kind"), `one of ${ENTRY_KINDS.join(", ")}`, kind);
+  }
+
+  const entry: Entry = {
+    index: readIndex(object, "index", path),
+    term: readIndex(object, "term", path),
+    kind: kind as EntryKind,
+    data: readBytes(object, "data", path),
+  };
+  if (field(object, "members") !== undefined) entry.members = readMembers(object, "members", path);
+  return entry;
+}
+
+function readSnapshot(object: Fields, name: string): Snapshot {
+  const snapshot = readFields(field(object, name), name);
+  const meta = readFields(field(snapshot, "meta"), join(name, "meta"));
+  return {
+    meta: {
+      lastIndex: readIndex(meta, "lastIndex", join(name, "meta")),
+      lastTerm: readIndex(meta, "lastTerm", join(name, "meta")),
+      members: readMembers(meta, "members", join(name, "meta")),
+    },
+    data: readBytes(snapshot, "data", name),
+  };
+}
+
+/**
+ * Builds a fresh message from the fields of `type`, type-checking each one.
+ * Unknown fields are dropped.
+ */
+function readMessage(object: Fields, type: MessageType): Message {
+  const envelope = {
+    from: readNodeId(object, "from", ""),
+    to: readNodeId(object, "to", ""),
+    term: readIndex(object, "term", ""),
+  };
+
+  switch (type) {
+    case "append":
+      return {
+        ...envelope,
+        type,
+        prevIndex: readIndex(object, "prevIndex", ""),
+        prevTerm: readIndex(object, "prevTerm", ""),
+        entries: readArray(object, "entries", "").map((entry, i) => readEntry(entry, `entries[${i}]`)),
+        commitIndex: readIndex(object, "commitIndex", ""),
+      };
+    case "appendResponse":
+      return {
+        ...envelope,
+        type,
+        success: readBoolean(object, "success", ""),
+        matchIndex: readIndex(object, "matchIndex", ""),
+        lastIndex: readIndex(object, "lastIndex", ""),
+      };
+    case "vote":
+      return {
+        ...envelope,
+        type,
+        lastIndex: readIndex(object, "lastIndex", ""),
+        lastTerm: readIndex(object, "lastTerm", ""),
+        preVote: readBoolean(object, "preVote", ""),
+        transfer: readBoolean(object, "transfer", ""),
+      };
+    case "voteResponse":
+      return {
+        ...envelope,
+        type,
+        granted: readBoolean(object, "granted", ""),
+        preVote: readBoolean(object, "preVote", ""),
+      };
+    case "snapshot":
+      return { ...envelope, type, snapshot: readSnapshot(object, "snapshot") };
+    case "timeoutNow":
+      return { ...envelope, type };
+    case "heartbeat":
+      return {
+        ...envelope,
+        type,
+        commitIndex: readIndex(object, "commitIndex", ""),
+        readRound: readIndex(object, "readRound", ""),
+      };
+    case "heartbeatResponse":
+      return { ...envelope, type, readRound: readIndex(object, "readRound", "") };
+    default: {
+      const unreachable: never = type;
+      throw new Error(`unhandled message type ${String(unreachable)}`);
+    }
+  }
+}
+
+const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
+  "append",
+  "appendResponse",
+  "vote",
+  "voteResponse",
+  "snapshot",
+  "timeoutNow",
+  "heartbeat",
+  "heartbeatResponse",
+]);
+
+/**
+ * Checks that a decoded frame is a well-formed Raft message. Returns a new
+ * message that holds only the known fields, or else an error string naming
+ * the message type and the first invalid field.
+ */
+export function validateMessage(value: unknown): Message | string {
+  if (!isFields(value)) return `invalid message: expected a map, got ${describe(value)}`;
+
+  const type = field(value, "type");
+  if (typeof type !== "string" || !MESSAGE_TYPES.has(type)) {
+    return `invalid message: unknown type ${describe(type)}`;
+  }
+
+  try {
+    return readMessage(value, type as MessageType);
+  } catch (err) {
+    if (err instanceof ShapeError) return `invalid ${type} message: ${err.message}`;
+    throw err;
+  }
+}
