@@ -1,0 +1,230 @@
+// Interactive RESP shell and one-shot command runner, in the manner of redis-cli.
+
+import { createInterface } from "node:readline";
+import { formatReply, parseHostPort, RespClient, RespClientError } from "../client/client.ts";
+import { splitCommandLine } from "../protocol/resp.ts";
+import type { RespValue } from "../protocol/resp.ts";
+
+/**
+ * Command the shell sends after each connect when `consistency` is set, as
+ * `CONSISTENCY <level>`.
+ * TODO: the server does not define a command for choosing read consistency yet.
+ * Rename this constant once it does.
+ */
+export const CONSISTENCY_COMMAND = "CONSISTENCY";
+
+/** Streams the shell reads and writes. The defaults are the process's stdin, stdout and stderr. */
+export interface ShellStreams {
+  input: NodeJS.ReadableStream & { isTTY?: boolean };
+  output: NodeJS.WritableStream & { isTTY?: boolean };
+  errorOutput: NodeJS.WritableStream;
+}
+
+export interface ShellOptions {
+  /** Read consistency level sent with CONSISTENCY_COMMAND after each connect; nothing is sent when absent. */
+  consistency?: string;
+  /** Maximum time in ms to connect and to wait for each reply. */
+  timeoutMs?: number;
+  streams?: Partial<ShellStreams>;
+}
+
+function resolveStreams(streams: Partial<ShellStreams> = {}): ShellStreams {
+  return {
+    input: streams.input ?? process.stdin,
+    output: streams.output ?? process.stdout,
+    errorOutput: streams.errorOutput ?? process.stderr,
+  };
+}
+
+/** Writes `text` and a newline, and resolves once the stream has accepted it. */
+function writeLine(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    stream.write(`${text}\n`, () => resolve());
+  });
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Raised when the server rejects the requested consistency level. */
+class ConsistencyRejectedError extends Error {
+  override name = "ConsistencyRejectedError";
+}
+
+/** One server address and the current connection to it, reopened on demand after a loss. */
+class ShellSession {
+  readonly #addr: string;
+  readonly #options: ShellOptions;
+  #client: RespClient | null = null;
+
+  constructor(addr: string, options: ShellOptions) {
+    this.#addr = addr;
+    this.#options = options;
+  }
+
+  /** Opens a connection unless one is open, and applies the consistency level. */
+  async connect(): Promise<RespClient> {
+    if (this.#client !== null && !this.#client.closed) return this.#client;
+    this.#client = null;
+
+    const client = await RespClient.connect(this.#addr, { timeoutMs: this.#options.timeoutMs });
+    try {
+      await this.#applyConsistency(client);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    this.#client = client;
+    return client;
+  }
+
+  async #applyConsistency(client: RespClient): Promise<void> {
+    const consistency = this.#options.consistency;
+    if (consistency === undefined) return;
+
+    const reply = await client.command([CONSISTENCY_COMMAND, consistency], { timeoutMs: this.#options.timeoutMs });
+    if (reply.type === "error") {
+      throw new ConsistencyRejectedError(`${this.#addr} rejected consistency level ${JSON.stringify(consistency)}: ${reply.message}`);
+    }
+  }
+
+  /** Sends one command, reconnecting first when the last connection was lost. */
+  async send(args: Uint8Array[]): Promise<RespValue> {
+    const client = await this.connect();
+    try {
+      return await client.command(args, { timeoutMs: this.#options.timeoutMs });
+    } catch (err) {
+      // A command that was never sent is safe to send again on a new connection.
+      if (err instanceof RespClientError && err.code === "NOTCONNECTED") {
+        const fresh = await this.connect();
+        return await fresh.command(args, { timeoutMs: this.#options.timeoutMs });
+      }
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#client?.close();
+    this.#client = null;
+  }
+}
+
+function describeFailure(err: unknown): string {
+  if (!(err instanceof RespClientError)) return errorText(err);
+  switch (err.code) {
+    case "CLOSED":
+    case "PROTOCOL":
+    case "NOTCONNECTED":
+      return `${err.message}. The shell reconnects on the next command.`;
+    case "CONNECT":
+      return `${err.message}. The shell retries on the next command.`;
+    case "TIMEOUT":
+      return err.message;
+    default: {
+      const unexpected: never = err.code;
+      return `${err.message} (code ${String(unexpected)})`;
+    }
+  }
+}
+
+/**
+ * Runs the interactive shell: reads command lines, splits them with the inline
+ * quoting rules, sends them and prints the replies. Prints the `> ` prompt and
+ * keeps arrow-key history only when input and output are a TTY, so piped input
+ * also works. `quit`, `exit` and end of input return 0. A failed connection is
+ * reported and retried on the next command. Returns 1 for an invalid address
+ * or when the server rejects the consistency level on the first connect.
+ */
+export async function runShell(addr: string, opts: ShellOptions = {}): Promise<number> {
+  const streams = resolveStreams(opts.streams);
+  try {
+    parseHostPort(addr);
+  } catch (err) {
+    await writeLine(streams.errorOutput, errorText(err));
+    return 1;
+  }
+
+  const session = new ShellSession(addr, opts);
+  try {
+    await session.connect();
+  } catch (err) {
+    await writeLine(streams.errorOutput, describeFailure(err));
+    if (err instanceof ConsistencyRejectedError) return 1;
+  }
+
+  const interactive = streams.input.isTTY === true && streams.output.isTTY === true;
+  const lines = createInterface({
+    input: streams.input,
+    output: interactive ? streams.output : undefined,
+    terminal: interactive,
+    historySize: 1000,
+    prompt: "> ",
+  });
+  // Ctrl-C at the prompt ends the shell like Ctrl-D, as in redis-cli.
+  lines.on("SIGINT", () => lines.close());
+
+  try {
+    if (interactive) lines.prompt();
+    for await (const line of lines) {
+      const args = splitCommandLine(line);
+      if (args === null) {
+        await writeLine(streams.errorOutput, "Invalid argument(s): unbalanced quotes");
+      } else if (args.length > 0) {
+        const name = args[0].toString("utf8").toLowerCase();
+        if (args.length === 1 && (name === "quit" || name === "exit")) break;
+        await runShellCommand(session, args, streams);
+      }
+      if (interactive) lines.prompt();
+    }
+  } finally {
+    lines.close();
+    session.close();
+  }
+  return 0;
+}
+
+async function runShellCommand(session: ShellSession, args: Buffer[], streams: ShellStreams): Promise<void> {
+  try {
+    const reply = await session.send(args);
+    await writeLine(streams.output, formatReply(reply));
+  } catch (err) {
+    await writeLine(streams.errorOutput, describeFailure(err));
+  }
+}
+
+/**
+ * Runs one command and prints its reply: to stdout on success, to stderr for
+ * an error reply or a failure. Returns 1 on an error reply, connection failure,
+ * timeout or invalid address, and 0 otherwise.
+ */
+export async function runOneShot(addr: string, args: string[], streams?: Partial<ShellStreams>): Promise<number> {
+  const { output, errorOutput } = resolveStreams(streams);
+  if (args.length === 0) {
+    await writeLine(errorOutput, "missing command: pass the command and its arguments, for example: GET key");
+    return 1;
+  }
+
+  let client: RespClient;
+  try {
+    client = await RespClient.connect(addr);
+  } catch (err) {
+    await writeLine(errorOutput, errorText(err));
+    return 1;
+  }
+
+  try {
+    const reply = await client.command(args);
+    if (reply.type === "error") {
+      await writeLine(errorOutput, formatReply(reply));
+      return 1;
+    }
+    await writeLine(output, formatReply(reply));
+    return 0;
+  } catch (err) {
+    await writeLine(errorOutput, errorText(err));
+    return 1;
+  } finally {
+    client.close();
+  }
+}
