@@ -1,11 +1,13 @@
 // `echokv cli`: an interactive shell, or one command when given after the flags.
 
 import { defineCommand } from "citty";
-import { rejectUnknownFlags } from "./flags.ts";
+import { parseConsistency } from "../server/commands.ts";
+import { rejectUnknownFlags, UsageError } from "./flags.ts";
 import { runOneShot, runShell } from "./shell.ts";
 
 const cliArgs = {
   connect: { type: "string", description: "Client address (host:port) of any node", default: "127.0.0.1:5379" },
+  consistency: { type: "string", description: "GET consistency for this session: local, lease or linearizable (default: the server's)" },
 } as const;
 
 export const cliCommand = defineCommand({
@@ -17,7 +19,14 @@ export const cliCommand = defineCommand({
     const flags = commandStart === -1 ? rawArgs : rawArgs.slice(0, commandStart);
     rejectUnknownFlags(flags, cliArgs, "cli");
     const address = args.connect.startsWith(":") ? `127.0.0.1${args.connect}` : args.connect;
-    const status = commandStart === -1 ? await runShell(address, {}) : await runOneShot(address, rawArgs.slice(commandStart));
+    const consistency = args.consistency;
+    if (consistency !== undefined && parseConsistency(consistency) === null) {
+      throw new UsageError(`invalid --consistency "${consistency}": expected local, lease or linearizable`);
+    }
+    const status =
+      commandStart === -1
+        ? await runShell(address, { consistency })
+        : await runOneShot(address, rawArgs.slice(commandStart), undefined, consistency);
     process.exit(status);
   },
 });

@@ -10,6 +10,7 @@ import type { Member } from "../raft/types.ts";
 import { createLogger, errorMessage, type Logger, type LogLevel } from "../log.ts";
 import { EchoNode } from "../node/node.ts";
 import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
+import { parseConsistency, type Consistency } from "../server/commands.ts";
 import { RespServer } from "../server/server.ts";
 import { SqliteStorage, StorageError } from "../storage/sqlite.ts";
 import { parseHostPort } from "../transport/address.ts";
@@ -30,6 +31,11 @@ const serveArgs = {
   "max-key-bytes": { type: "string", description: "Largest accepted key, in bytes", default: String(64 * 1024) },
   "max-value-bytes": { type: "string", description: "Largest accepted value, in bytes", default: String(16 * 1024 * 1024) },
   "max-clients": { type: "string", description: "Maximum simultaneous client connections", default: "10000" },
+  "read-consistency": {
+    type: "string",
+    description: "Default GET consistency of new connections: local, lease or linearizable",
+    default: "local",
+  },
   "log-level": { type: "string", description: "Minimum level of log lines: debug, info, warn or error", default: "info" },
 } satisfies ArgsDef;
 
@@ -48,6 +54,7 @@ export interface ServeSettings {
   maxValueBytes: number;
   maxClients: number;
   logLevel: LogLevel;
+  readConsistency: Consistency;
 }
 
 type ServeFlags = Record<keyof typeof serveArgs, string | undefined>;
@@ -92,7 +99,14 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
     maxValueBytes,
     maxClients: intFlag(flags["max-clients"], "max-clients", 10_000, 1, 1_000_000),
     logLevel: parseLogLevel(flags["log-level"] ?? "info"),
+    readConsistency: parseReadConsistency(flags["read-consistency"] ?? "local"),
   };
+}
+
+function parseReadConsistency(value: string): Consistency {
+  const level = parseConsistency(value);
+  if (level === null) throw new UsageError(`invalid --read-consistency "${value}": expected local, lease or linearizable`);
+  return level;
 }
 
 function parseLogLevel(value: string): LogLevel {
@@ -148,6 +162,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     requestTimeoutMs: settings.requestTimeoutMs,
     retryDelayMs: settings.tickMs * 2,
     maxClients: settings.maxClients,
+    defaultConsistency: settings.readConsistency,
   });
 
   const stop = async () => {

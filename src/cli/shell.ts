@@ -5,12 +5,7 @@ import { formatReply, parseHostPort, RespClient, RespClientError } from "../clie
 import { splitCommandLine } from "../protocol/resp.ts";
 import type { RespValue } from "../protocol/resp.ts";
 
-/**
- * Command the shell sends after each connect when `consistency` is set, as
- * `CONSISTENCY <level>`.
- * TODO: the server does not define a command for choosing read consistency yet.
- * Rename this constant once it does.
- */
+/** Command that sets the connection's GET consistency, sent after each connect when `consistency` is set. */
 export const CONSISTENCY_COMMAND = "CONSISTENCY";
 
 /** Streams the shell reads and writes. The defaults are the process's stdin, stdout and stderr. */
@@ -198,7 +193,12 @@ async function runShellCommand(session: ShellSession, args: Buffer[], streams: S
  * an error reply or a failure. Returns 1 on an error reply, connection failure,
  * timeout or invalid address, and 0 otherwise.
  */
-export async function runOneShot(addr: string, args: string[], streams?: Partial<ShellStreams>): Promise<number> {
+export async function runOneShot(
+  addr: string,
+  args: string[],
+  streams?: Partial<ShellStreams>,
+  consistency?: string,
+): Promise<number> {
   const { output, errorOutput } = resolveStreams(streams);
   if (args.length === 0) {
     await writeLine(errorOutput, "missing command: pass the command and its arguments, for example: GET key");
@@ -214,6 +214,13 @@ export async function runOneShot(addr: string, args: string[], streams?: Partial
   }
 
   try {
+    if (consistency !== undefined) {
+      const set = await client.command([CONSISTENCY_COMMAND, consistency]);
+      if (set.type === "error") {
+        await writeLine(errorOutput, formatReply(set));
+        return 1;
+      }
+    }
     const reply = await client.command(args);
     if (reply.type === "error") {
       await writeLine(errorOutput, formatReply(reply));

@@ -48,7 +48,8 @@ interface PendingProposal {
 
 interface PendingRead {
   deadline: number;
-  resolve: () => void;
+  /** Called with the read index once the state machine has applied it. */
+  resolve: (index: number) => void;
   reject: (err: NodeError) => void;
 }
 
@@ -86,6 +87,8 @@ export class EchoNode {
 
   #ticker: ReturnType<typeof setInterval> | null = null;
   #processScheduled = false;
+  /** Index of the last entry applied to the map. */
+  #appliedIndex = 0;
   #stopped = false;
   #failed = false;
 
@@ -286,20 +289,40 @@ export class EchoNode {
 
   /**
    * Confirms this node is still the leader and waits until it has applied
-   * everything committed before the call (read-index, thesis 6.4).
+   * everything committed before the call (read-index, thesis 6.4). Resolves
+   * with that index, which a follower can wait for before a local read.
    */
-  readBarrier(): Promise<void> {
+  readIndex(): Promise<number> {
     this.#checkServing();
     if (this.#core.role !== "leader") {
       return Promise.reject(this.#notLeaderError());
     }
     const id = this.#nextReadId++;
-    const promise = new Promise<void>((resolve, reject) => {
+    const promise = new Promise<number>((resolve, reject) => {
       this.#reads.set(id, { deadline: Date.now() + this.#options.requestTimeoutMs, resolve, reject });
     });
     this.#core.readIndex(id);
     this.#schedule();
     return promise;
+  }
+
+  /** Whether this leader's lease lets it serve a read from its own map right now. */
+  hasLease(): boolean {
+    return this.#core.hasLease();
+  }
+
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+
+  /** Resolves once this node has applied `index`, or fails with TIMEOUT. */
+  waitForApplied(index: number): Promise<number> {
+    if (index <= this.#appliedIndex) return Promise.resolve(index);
+    this.#checkServing();
+    return new Promise<number>((resolve, reject) => {
+      const read: PendingRead = { deadline: Date.now() + this.#options.requestTimeoutMs, resolve, reject };
+      this.#readsWaitingForApply.push({ index, read });
+    });
   }
 
   // ------------------------------------------------------------- internals
@@ -451,8 +474,6 @@ export class EchoNode {
     }
   }
 
-  #appliedIndex = 0;
-
   #onReadIndex(id: number, index: number): void {
     const read = this.#reads.get(id);
     if (!read) return;
@@ -464,7 +485,7 @@ export class EchoNode {
     if (this.#readsWaitingForApply.length === 0) return;
     const still: ReadWaitingForApply[] = [];
     for (const waiting of this.#readsWaitingForApply) {
-      if (waiting.index <= this.#appliedIndex) waiting.read.resolve();
+      if (waiting.index <= this.#appliedIndex) waiting.read.resolve(waiting.index);
       else still.push(waiting);
     }
     this.#readsWaitingForApply = still;
@@ -482,6 +503,13 @@ export class EchoNode {
       if (read.deadline > now) continue;
       this.#reads.delete(id);
       read.reject(new NodeError("TIMEOUT", "the read timed out waiting for the leader to confirm its leadership"));
+    }
+    if (this.#readsWaitingForApply.some((waiting) => waiting.read.deadline <= now)) {
+      this.#readsWaitingForApply = this.#readsWaitingForApply.filter((waiting) => {
+        if (waiting.read.deadline > now) return true;
+        waiting.read.reject(new NodeError("TIMEOUT", `the read timed out waiting for this node to apply index ${waiting.index}`));
+        return false;
+      });
     }
     if (this.#leaderWaiters.length > 0) {
       const leader = this.leader();

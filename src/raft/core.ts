@@ -114,7 +114,12 @@ export class RaftCore {
   /** Set when the commit index moved; followers not sent anything else get a heartbeat carrying it. */
   #commitBroadcastPending = false;
 
+  /** Number of heartbeat rounds sent; each response echoes the round it answers. */
   #readRound = 0;
+  /** Logical time, in ticks since start. */
+  #ticks = 0;
+  /** Tick at which each unconfirmed heartbeat round was sent, for leader leases. */
+  #roundSentAt = new Map<number, number>();
   #pendingReads: PendingRead[] = [];
   #readsBeforeCommit: number[] = [];
   #readyReads: ReadState[] = [];
@@ -197,6 +202,7 @@ export class RaftCore {
 
   /** Advances the logical clock by one step. */
   tick(): void {
+    this.#ticks++;
     if (this.#role === "leader") {
       this.#tickLeader();
       return;
@@ -478,6 +484,8 @@ export class RaftCore {
   }
 
   #broadcastHeartbeat(): void {
+    this.#readRound++;
+    this.#roundSentAt.set(this.#readRound, this.#ticks);
     for (const id of this.#progress.keys()) {
       if (id === this.id) continue;
       this.#sendHeartbeat(id);
@@ -578,7 +586,7 @@ export class RaftCore {
     const pr = this.#progress.get(message.from);
     if (!pr) return;
     pr.recentActive = true;
-    pr.readRound = Math.max(pr.readRound, message.readRound);
+    pr.readRound = Math.max(pr.readRound, Math.min(message.readRound, this.#readRound));
 
     if (pr.match < this.log.lastIndex()) {
       // Lost appends leave a probe waiting or the pipeline full: retry from here.
@@ -636,14 +644,13 @@ export class RaftCore {
       this.#readyReads.push({ id, index: this.#commitIndex });
       return;
     }
-    this.#readRound++;
-    this.#pendingReads.push({ id, index: this.#commitIndex, round: this.#readRound });
+    // The next heartbeat round confirms this read once a quorum answers it.
+    this.#pendingReads.push({ id, index: this.#commitIndex, round: this.#readRound + 1 });
     this.#broadcastHeartbeat();
   }
 
-  /** Serves every pending read whose heartbeat round a quorum of voters acknowledged. */
-  #releaseReads(): void {
-    if (this.#pendingReads.length === 0) return;
+  /** Returns the newest heartbeat round that a quorum of voters (counting this leader) answered. */
+  #confirmedRound(): number {
     const rounds: number[] = [];
     for (const member of this.#members) {
       if (!member.voter) continue;
@@ -651,7 +658,38 @@ export class RaftCore {
       else rounds.push(this.#progress.get(member.id)?.readRound ?? 0);
     }
     rounds.sort((a, b) => b - a);
-    const confirmed = rounds[this.#quorum() - 1] ?? 0;
+    return rounds[this.#quorum() - 1] ?? 0;
+  }
+
+  /**
+   * Whether this leader may serve reads from its own state without a
+   * heartbeat round (thesis 6.4.1). A quorum answered a heartbeat sent at
+   * tick T, and each of them will refuse votes until a full election timeout
+   * after receiving it, so no other leader can exist before T plus that
+   * timeout. The lease ends earlier to absorb a tick of rounding at each end
+   * and 10% clock drift. A follower that crashes and restarts forgets its
+   * leader and may vote earlier, which voids the guarantee, as in etcd.
+   */
+  hasLease(): boolean {
+    if (this.#role !== "leader" || this.#transferTarget !== null) return false;
+    if (!this.#config.checkQuorum || this.log.term(this.#commitIndex) !== this.#term) return false;
+    if (this.#quorum() === 1 && this.isVoter()) return true;
+    const confirmed = this.#confirmedRound();
+    const sentAt = this.#roundSentAt.get(confirmed);
+    if (sentAt === undefined) return false;
+    const leaseTicks = Math.floor(0.9 * (this.#config.electionTicks - 1)) - 1;
+    return this.#ticks - sentAt < leaseTicks;
+  }
+
+  /** Serves every pending read whose heartbeat round a quorum of voters acknowledged. */
+  #releaseReads(): void {
+    const confirmed = this.#confirmedRound();
+    // Keep the send tick of the confirmed round for the lease; older ones are no longer needed.
+    for (const round of this.#roundSentAt.keys()) {
+      if (round >= confirmed) break;
+      this.#roundSentAt.delete(round);
+    }
+    if (this.#pendingReads.length === 0) return;
     while (this.#pendingReads.length > 0 && this.#pendingReads[0].round <= confirmed) {
       const read = this.#pendingReads.shift()!;
       this.#readyReads.push({ id: read.id, index: read.index });
@@ -921,6 +959,7 @@ export class RaftCore {
     this.#leaderId = leader;
     this.#progress.clear();
     this.#transferTarget = null;
+    this.#roundSentAt.clear();
     this.#failAllReads();
     this.#resetElectionTimer();
   }

@@ -16,12 +16,30 @@ export interface ServerLimits {
   maxValueBytes: number;
 }
 
+/**
+ * Guarantee of a GET:
+ * - local: this node's map, which may lag the leader (fastest);
+ * - lease: the leader's map while its lease holds, otherwise as linearizable;
+ * - linearizable: read-index: the leader confirms its leadership with a
+ *   heartbeat round and the read is served once that index is applied.
+ */
+export type Consistency = "local" | "lease" | "linearizable";
+
+export const CONSISTENCY_LEVELS: readonly Consistency[] = ["local", "lease", "linearizable"];
+
+export function parseConsistency(value: string): Consistency | null {
+  const level = value.toLowerCase();
+  return (CONSISTENCY_LEVELS as readonly string[]).includes(level) ? (level as Consistency) : null;
+}
+
 export interface CommandContext {
   node: EchoNode;
   forwarder: LeaderForwarder;
   limits: ServerLimits;
   /** Set when the command arrived as FORWARDED from another member. */
   forwarded: boolean;
+  /** Per-connection state that commands may change. */
+  session: { consistency: Consistency };
 }
 
 export type Reply = Buffer | Promise<Buffer>;
@@ -100,12 +118,42 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
   GET: {
     minArgs: 1,
-    maxArgs: 1,
+    maxArgs: 2,
     kind: "read",
     leaderOnly: false,
-    run: (ctx, [key]) => {
-      const value = ctx.node.store.get(key);
-      return value === undefined ? NIL : bulk(value);
+    run: (ctx, [key, levelArg]) => {
+      let level = ctx.session.consistency;
+      if (levelArg !== undefined) {
+        const parsed = parseConsistency(text(levelArg));
+        if (parsed === null) return error(`ERR invalid consistency level '${text(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
+        level = parsed;
+      }
+      const readValue = () => {
+        const value = ctx.node.store.get(key);
+        return value === undefined ? NIL : bulk(value);
+      };
+      if (level === "local" || (level === "lease" && ctx.node.hasLease())) return readValue();
+      return settle(readBarrier(ctx).then(readValue));
+    },
+  },
+  READINDEX: {
+    minArgs: 0,
+    maxArgs: 0,
+    kind: "read",
+    leaderOnly: true,
+    run: (ctx) => settle(ctx.node.readIndex().then((index) => integer(index))),
+  },
+  CONSISTENCY: {
+    minArgs: 0,
+    maxArgs: 1,
+    kind: "admin",
+    leaderOnly: false,
+    run: (ctx, [levelArg]) => {
+      if (levelArg === undefined) return bulk(ctx.session.consistency);
+      const level = parseConsistency(text(levelArg));
+      if (level === null) return error(`ERR invalid consistency level '${text(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
+      ctx.session.consistency = level;
+      return OK;
     },
   },
   EXISTS: {
@@ -179,6 +227,27 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
 };
 
+/**
+ * Waits until this node may serve a linearizable read: on the leader through
+ * read-index; on a follower by asking the leader for its read index and
+ * waiting until this node has applied it.
+ */
+async function readBarrier(ctx: CommandContext): Promise<void> {
+  if (ctx.node.role === "leader") {
+    await ctx.node.readIndex();
+    return;
+  }
+  if (ctx.forwarded) throw notLeader(ctx);
+  const reply = await ctx.forwarder.forward([Buffer.from("READINDEX")]);
+  if (reply === null) {
+    await ctx.node.readIndex();
+    return;
+  }
+  if (reply.type === "error") throw new NodeError(reply.message.startsWith("TIMEOUT") ? "TIMEOUT" : "NOLEADER", reply.message);
+  if (reply.type !== "integer") throw new NodeError("NOLEADER", `unexpected READINDEX reply from the leader: ${reply.type}`);
+  await ctx.node.waitForApplied(reply.value);
+}
+
 export function lookupCommand(name: string): CommandSpec | undefined {
   return COMMANDS[name];
 }
@@ -187,7 +256,7 @@ export function lookupCommand(name: string): CommandSpec | undefined {
 export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSpec["kind"]; reply: () => Reply } {
   const name = text(args[0]).toUpperCase();
   if (name === "FORWARDED" && args.length > 1) {
-    const inner = { ...ctx, forwarded: true };
+    const inner: CommandContext = { ...ctx, forwarded: true };
     return dispatch(inner, args.slice(1));
   }
 

@@ -9,7 +9,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { EchoNode } from "../node/node.ts";
 import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
 import { parseHostPort } from "../transport/address.ts";
-import { dispatch, type CommandContext, type ServerLimits } from "./commands.ts";
+import { dispatch, type CommandContext, type Consistency, type ServerLimits } from "./commands.ts";
 import { LeaderForwarder } from "./forward.ts";
 
 export interface ServerOptions {
@@ -22,6 +22,8 @@ export interface ServerOptions {
   retryDelayMs: number;
   /** Connections beyond this are refused with an error. */
   maxClients: number;
+  /** GET consistency of a new connection until it sends CONSISTENCY. */
+  defaultConsistency: Consistency;
 }
 
 /** Output bytes a slow reader may leave unread before its connection is closed. */
@@ -33,6 +35,7 @@ interface Slot {
 
 interface Connection {
   parser: RespParser;
+  context: CommandContext;
   slots: Slot[];
   /** Settles once every command received so far has its reply. */
   tail: Promise<unknown>;
@@ -55,7 +58,7 @@ export class RespServer {
   readonly #options: ServerOptions;
   readonly #logger: Logger;
   readonly #forwarder: LeaderForwarder;
-  readonly #context: CommandContext;
+  readonly #context: Omit<CommandContext, "session">;
   readonly #parserLimits: RespLimits;
   #listener: TCPSocketListener<Connection> | null = null;
   #clients = 0;
@@ -109,6 +112,7 @@ export class RespServer {
   #onOpen(socket: Socket<Connection>): void {
     socket.data = {
       parser: new RespParser(this.#parserLimits),
+      context: { ...this.#context, session: { consistency: this.#options.defaultConsistency } },
       slots: [],
       tail: Promise.resolve(),
       pending: 0,
@@ -165,7 +169,7 @@ export class RespServer {
 
   #execute(socket: Socket<Connection>, args: Buffer[]): void {
     const conn = socket.data;
-    const { kind, reply } = dispatch(this.#context, args);
+    const { kind, reply } = dispatch(conn.context, args);
     const mustWait = kind === "write" ? conn.pendingNonWrites > 0 : conn.pending > 0;
     const result = mustWait ? conn.tail.then(reply) : reply();
     if (!(result instanceof Promise)) {
