@@ -166,6 +166,18 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   });
 
   const stop = async () => {
+    // A leader hands over first so that clients see almost no unavailability.
+    if (node.role === "leader" && node.status().members.filter((member) => member.voter).length > 1) {
+      try {
+        const target = await node.transferLeadership(null);
+        logger.info("handed leadership over before stopping", { node: settings.nodeId, target });
+      } catch (err) {
+        logger.warn("leadership transfer before stopping failed", { node: settings.nodeId, error: errorMessage(err) });
+      }
+    }
+    // Replies still on their way from the new leader get a moment to arrive.
+    server.stopAccepting();
+    await Bun.sleep(100);
     server.stop();
     await node.stop();
   };

@@ -306,6 +306,29 @@ export class EchoNode {
     return promise;
   }
 
+  /**
+   * Hands leadership to `target`, or to the most up-to-date voter when null,
+   * and resolves once this node is no longer the leader (thesis 3.10).
+   */
+  async transferLeadership(target: NodeId | null): Promise<NodeId> {
+    this.#checkServing();
+    if (this.#core.role !== "leader") throw this.#notLeaderError();
+    if (target === this.id) return this.id;
+    const chosen = target ?? this.#core.bestTransferTarget();
+    if (chosen === null) throw new NodeError("INVALID", "there is no other voter to transfer leadership to");
+    const problem = this.#core.transferLeadership(chosen);
+    if (problem) throw new NodeError("INVALID", `cannot transfer leadership to ${chosen}: ${problem}`);
+    this.#logger.info("leadership transfer started", { target: chosen });
+    this.#schedule();
+
+    const deadline = Date.now() + this.#options.tickMs * this.#options.raftConfig.electionTicks * 2;
+    while (Date.now() < deadline) {
+      await Bun.sleep(Math.max(1, Math.floor(this.#options.tickMs / 5)));
+      if (this.#core.role !== "leader") return chosen;
+    }
+    throw new NodeError("TIMEOUT", `leadership transfer to ${chosen} did not finish in time; this node is still the leader`);
+  }
+
   /** Whether this leader's lease lets it serve a read from its own map right now. */
   hasLease(): boolean {
     return this.#core.hasLease();

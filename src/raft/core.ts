@@ -259,9 +259,8 @@ export class RaftCore {
   /** Appends a command to the leader's log; the runtime tracks it by (index, term). */
   propose(data: Uint8Array): ProposeResult {
     if (this.#role !== "leader") return { ok: false, code: "NOTLEADER", leaderId: this.#leaderId };
-    if (this.#transferTarget !== null) {
-      return { ok: false, code: "BUSY", reason: `leadership transfer to ${this.#transferTarget} in progress` };
-    }
+    // During a transfer the target is about to lead; callers retry there.
+    if (this.#transferTarget !== null) return { ok: false, code: "NOTLEADER", leaderId: this.#transferTarget };
     const entry = this.#appendOwn("command", data);
     return { ok: true, index: entry.index, term: entry.term };
   }
@@ -273,9 +272,8 @@ export class RaftCore {
    */
   proposeConfChange(change: ConfChange): ProposeResult {
     if (this.#role !== "leader") return { ok: false, code: "NOTLEADER", leaderId: this.#leaderId };
-    if (this.#transferTarget !== null) {
-      return { ok: false, code: "BUSY", reason: `leadership transfer to ${this.#transferTarget} in progress` };
-    }
+    // During a transfer the target is about to lead; callers retry there.
+    if (this.#transferTarget !== null) return { ok: false, code: "NOTLEADER", leaderId: this.#transferTarget };
     if (this.#configIndex > this.#commitIndex) {
       return { ok: false, code: "BUSY", reason: `membership change at index ${this.#configIndex} is not committed yet` };
     }

@@ -72,12 +72,18 @@ function checkKey(ctx: CommandContext, key: Buffer): void {
   }
 }
 
+/** Turns a failed reply into the error reply for its code. */
 async function settle(promise: Promise<Buffer>): Promise<Buffer> {
   try {
     return await promise;
   } catch (err) {
     return errorReply(err);
   }
+}
+
+/** Whether a failure means "ask whoever leads now", as opposed to a final answer. */
+function isLeadershipError(err: unknown): boolean {
+  return err instanceof NodeError && (err.code === "NOTLEADER" || err.code === "NOLEADER");
 }
 
 const COMMANDS: Record<string, CommandSpec> = {
@@ -103,7 +109,7 @@ const COMMANDS: Record<string, CommandSpec> = {
           `value of ${value.byteLength} bytes exceeds the limit of ${ctx.limits.maxValueBytes} bytes (--max-value-bytes)`,
         );
       }
-      return settle(ctx.node.propose({ op: "set", key, value }).then(() => OK));
+      return ctx.node.propose({ op: "set", key, value }).then(() => OK);
     },
   },
   DEL: {
@@ -113,7 +119,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     leaderOnly: true,
     run: (ctx, keys) => {
       for (const key of keys) checkKey(ctx, key);
-      return settle(ctx.node.propose({ op: "del", keys }).then((removed) => integer(removed === "OK" ? 0 : removed)));
+      return ctx.node.propose({ op: "del", keys }).then((removed) => integer(removed === "OK" ? 0 : removed));
     },
   },
   GET: {
@@ -133,7 +139,7 @@ const COMMANDS: Record<string, CommandSpec> = {
         return value === undefined ? NIL : bulk(value);
       };
       if (level === "local" || (level === "lease" && ctx.node.hasLease())) return readValue();
-      return settle(readBarrier(ctx).then(readValue));
+      return readBarrier(ctx).then(readValue);
     },
   },
   READINDEX: {
@@ -141,7 +147,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 0,
     kind: "read",
     leaderOnly: true,
-    run: (ctx) => settle(ctx.node.readIndex().then((index) => integer(index))),
+    run: (ctx) => ctx.node.readIndex().then((index) => integer(index)),
   },
   CONSISTENCY: {
     minArgs: 0,
@@ -194,7 +200,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 1,
     kind: "admin",
     leaderOnly: true,
-    run: (ctx, [id]) => settle(ctx.node.removeMember(text(id)).then(() => OK)),
+    run: (ctx, [id]) => ctx.node.removeMember(text(id)).then(() => OK),
   },
   JOIN: {
     minArgs: 3,
@@ -204,14 +210,21 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: (ctx, [id, raftAddr, clientAddr]) => {
       const member = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
       // Reply: the cluster id, then id, raft address and client address of every member.
-      return settle(
-        ctx.node.addMember(member).then(() => {
-          const parts = [bulk(ctx.node.clusterId ?? "")];
-          for (const m of ctx.node.status().members) parts.push(bulk(m.id), bulk(m.raftAddr), bulk(m.clientAddr));
-          return array(parts);
-        }),
-      );
+      return ctx.node.addMember(member).then(() => {
+        const parts = [bulk(ctx.node.clusterId ?? "")];
+        for (const m of ctx.node.status().members) parts.push(bulk(m.id), bulk(m.raftAddr), bulk(m.clientAddr));
+        return array(parts);
+      });
     },
+  },
+
+  TRANSFER: {
+    minArgs: 0,
+    maxArgs: 1,
+    kind: "admin",
+    leaderOnly: true,
+    run: (ctx, [target]) =>
+      ctx.node.transferLeadership(target === undefined ? null : text(target)).then((id) => bulk(id)),
   },
 
   // Commands that Redis tools send on connect; answered so they work unchanged.
@@ -275,9 +288,15 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
       if (spec.leaderOnly && ctx.node.removed) {
         throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster; send writes to a current member`);
       }
-      if (!spec.leaderOnly || ctx.node.role === "leader") return spec.run(ctx, args.slice(1));
-      if (ctx.forwarded) throw notLeader(ctx);
-      return settle(forward(ctx, spec, args));
+      if (!spec.leaderOnly) {
+        const reply = spec.run(ctx, args.slice(1));
+        return reply instanceof Promise ? settle(reply) : reply;
+      }
+      if (ctx.forwarded) {
+        if (ctx.node.role !== "leader") throw notLeader(ctx);
+        return settle(Promise.resolve(spec.run(ctx, args.slice(1))));
+      }
+      return settle(runOnLeader(ctx, spec, args));
     } catch (err) {
       return errorReply(err);
     }
@@ -285,11 +304,28 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
   return { kind: spec.kind, reply: run };
 }
 
-async function forward(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<Buffer> {
-  const reply = await ctx.forwarder.forward(args);
-  if (reply !== null) return encodeValue(reply);
-  // This node became the leader while looking for one.
-  return spec.run(ctx, args.slice(1));
+/**
+ * Runs a leader-only command here while this node leads, or forwards it to
+ * the leader. Leadership may move while the command waits (an election or a
+ * transfer), so a leadership error leads to another try until the deadline.
+ */
+async function runOnLeader(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<Buffer> {
+  const deadline = Date.now() + ctx.forwarder.timeoutMs;
+  for (;;) {
+    if (ctx.node.role === "leader") {
+      try {
+        return await spec.run(ctx, args.slice(1));
+      } catch (err) {
+        if (!isLeadershipError(err) || Date.now() >= deadline) throw err;
+      }
+      // Still leader but refusing (a transfer is under way): let leadership settle.
+      if (ctx.node.role === "leader") await Bun.sleep(ctx.forwarder.retryDelayMs);
+      continue;
+    }
+    const reply = await ctx.forwarder.forward(args);
+    if (reply !== null) return encodeValue(reply);
+    // This node became the leader while looking for one.
+  }
 }
 
 function notLeader(ctx: CommandContext): NodeError {

@@ -15,15 +15,17 @@ const RETRY_PREFIXES = ["NOTLEADER", "NOLEADER", "SHUTDOWN"];
 export class LeaderForwarder {
   readonly #node: EchoNode;
   readonly #logger: Logger;
-  readonly #timeoutMs: number;
-  readonly #retryDelayMs: number;
+  /** Time a forwarded command may take in all, retries included. */
+  readonly timeoutMs: number;
+  /** Pause before asking again after a leadership error. */
+  readonly retryDelayMs: number;
   #clients = new Map<string, Promise<RespClient>>();
 
   constructor(node: EchoNode, logger: Logger, timeoutMs: number, retryDelayMs: number) {
     this.#node = node;
     this.#logger = logger;
-    this.#timeoutMs = timeoutMs;
-    this.#retryDelayMs = retryDelayMs;
+    this.timeoutMs = timeoutMs;
+    this.retryDelayMs = retryDelayMs;
   }
 
   /**
@@ -32,7 +34,7 @@ export class LeaderForwarder {
    * A timeout leaves the outcome of a write unknown, and the error says so.
    */
   async forward(args: Buffer[]): Promise<RespValue | null> {
-    const deadline = Date.now() + this.#timeoutMs;
+    const deadline = Date.now() + this.timeoutMs;
     let lastError = "no leader is known";
     while (Date.now() < deadline) {
       const leader = await this.#node.waitForLeader(deadline - Date.now());
@@ -50,13 +52,13 @@ export class LeaderForwarder {
           throw new NodeError("TIMEOUT", `the leader ${leader.id} did not answer in time; the outcome is unknown`);
         }
         lastError = `leader ${leader.id} at ${leader.clientAddr} is unreachable: ${message}`;
-        await Bun.sleep(this.#retryDelayMs);
+        await Bun.sleep(this.retryDelayMs);
         continue;
       }
 
       if (reply.type === "error" && RETRY_PREFIXES.some((prefix) => reply.message.startsWith(prefix))) {
         lastError = reply.message;
-        await Bun.sleep(this.#retryDelayMs);
+        await Bun.sleep(this.retryDelayMs);
         continue;
       }
       return reply;
@@ -67,7 +69,7 @@ export class LeaderForwarder {
   #client(addr: string): Promise<RespClient> {
     let client = this.#clients.get(addr);
     if (!client) {
-      client = RespClient.connect(addr, { timeoutMs: this.#timeoutMs });
+      client = RespClient.connect(addr, { timeoutMs: this.timeoutMs });
       this.#clients.set(addr, client);
       client.catch(() => this.#clients.delete(addr));
     }

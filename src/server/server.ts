@@ -103,6 +103,11 @@ export class RespServer {
     this.#logger.info("client listener started", { addr: `${host}:${this.#listener.port}` });
   }
 
+  /** Stops accepting connections; open ones keep being served until stop(). */
+  stopAccepting(): void {
+    this.#listener?.stop(false);
+  }
+
   stop(): void {
     this.#listener?.stop(true);
     this.#listener = null;
