@@ -5,6 +5,7 @@ import { defineCommand, runMain, type CommandDef } from "citty";
 import { cliCommand } from "./cli/cli.ts";
 import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { snapshotCommand } from "./cli/snapshot.ts";
 import { VERSION } from "./server/info.ts";
 
 /** Prints a failed command's error as one plain line and exits: 2 for bad usage, 1 otherwise. */
@@ -18,6 +19,12 @@ function reportAndExit(err: unknown): never {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function guarded<T extends CommandDef<any>>(command: T): T {
   const run = command.run;
+  const subCommands = command.subCommands;
+  if (subCommands && typeof subCommands === "object" && !(subCommands instanceof Promise)) {
+    const wrapped: Record<string, CommandDef<any>> = {};
+    for (const [name, sub] of Object.entries(subCommands)) wrapped[name] = guarded(sub as CommandDef<any>);
+    return { ...command, subCommands: wrapped };
+  }
   if (!run) return command;
   return {
     ...command,
@@ -36,6 +43,7 @@ const main = defineCommand({
   subCommands: {
     serve: guarded(serveCommand),
     cli: guarded(cliCommand),
+    snapshot: guarded(snapshotCommand),
   },
 });
 

@@ -9,6 +9,7 @@ import type { RespValue } from "../protocol/resp.ts";
 import type { Member } from "../raft/types.ts";
 import { createLogger, errorMessage, type Logger, type LogLevel } from "../log.ts";
 import { EchoNode } from "../node/node.ts";
+import { restoreFromBackup } from "../node/snapshots.ts";
 import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
 import { parseConsistency, type Consistency } from "../server/commands.ts";
 import { RespServer } from "../server/server.ts";
@@ -31,6 +32,13 @@ const serveArgs = {
   "max-key-bytes": { type: "string", description: "Largest accepted key, in bytes", default: String(64 * 1024) },
   "max-value-bytes": { type: "string", description: "Largest accepted value, in bytes", default: String(16 * 1024 * 1024) },
   "max-clients": { type: "string", description: "Maximum simultaneous client connections", default: "10000" },
+  "snapshot-entries": { type: "string", description: "Take a snapshot after this many applied entries", default: "100000" },
+  "snapshot-log-bytes": {
+    type: "string",
+    description: "Take a snapshot after this many bytes of applied log entries",
+    default: String(64 * 1024 * 1024),
+  },
+  restore: { type: "string", description: "Backup file (from 'echokv snapshot save') to start a new one-node cluster from" },
   "read-consistency": {
     type: "string",
     description: "Default GET consistency of new connections: local, lease or linearizable",
@@ -55,6 +63,9 @@ export interface ServeSettings {
   maxClients: number;
   logLevel: LogLevel;
   readConsistency: Consistency;
+  snapshotEntries: number;
+  snapshotLogBytes: number;
+  restore: string | null;
 }
 
 type ServeFlags = Record<keyof typeof serveArgs, string | undefined>;
@@ -100,6 +111,9 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
     maxClients: intFlag(flags["max-clients"], "max-clients", 10_000, 1, 1_000_000),
     logLevel: parseLogLevel(flags["log-level"] ?? "info"),
     readConsistency: parseReadConsistency(flags["read-consistency"] ?? "local"),
+    snapshotEntries: intFlag(flags["snapshot-entries"], "snapshot-entries", 100_000, 10, 1_000_000_000),
+    snapshotLogBytes: intFlag(flags["snapshot-log-bytes"], "snapshot-log-bytes", 64 << 20, 1024, 2 ** 40),
+    restore: flags.restore || null,
   };
 }
 
@@ -130,7 +144,23 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
   const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
   let mode: "recover" | "bootstrap" | "join";
-  if (storage.clusterId() !== null) {
+  if (settings.restore !== null && (storage.clusterId() !== null || settings.joinAddr !== null)) {
+    storage.close();
+    throw new UsageError(
+      storage.clusterId() !== null
+        ? `--restore needs an empty data directory, but ${settings.dataDir} already holds a node`
+        : "--restore starts a new cluster and cannot be combined with --join-addr",
+    );
+  }
+  if (settings.restore !== null) {
+    mode = "bootstrap";
+    try {
+      await restoreFromBackup(storage, settings.dataDir, settings.restore, { ...self, voter: true }, logger);
+    } catch (err) {
+      storage.close();
+      throw new UsageError(`cannot restore from ${settings.restore}: ${errorMessage(err)}`);
+    }
+  } else if (storage.clusterId() !== null) {
     mode = "recover";
     if (settings.joinAddr) logger.info("node has cluster state; ignoring --join-addr", { node: settings.nodeId, join_addr: settings.joinAddr });
   } else if (settings.joinAddr) {
@@ -142,7 +172,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   }
 
   let fatal: ((err: Error) => void) | null = null;
-  const node = new EchoNode({
+  const node = await EchoNode.open({
     nodeId: settings.nodeId,
     raftAddr: settings.raftAddr,
     clientAddr: settings.clientAddr,
@@ -153,6 +183,9 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     logger,
     createTransport: (options) => new TcpTransport({ ...options, maxFrameBytes: DEFAULT_MAX_FRAME_BYTES }),
     onFatal: (err) => fatal?.(err),
+    dataDir: settings.dataDir,
+    snapshotEntries: settings.snapshotEntries,
+    snapshotLogBytes: settings.snapshotLogBytes,
   });
   const server = new RespServer({
     listenAddr: settings.listenAddr,

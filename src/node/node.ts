@@ -16,9 +16,22 @@ import { errorMessage, type Logger } from "../log.ts";
 import { InvariantError } from "../raft/assert.ts";
 import type { RaftConfig } from "../raft/config.ts";
 import { RaftCore, type RaftStatus } from "../raft/core.ts";
-import type { ConfChange, Entry, Member, Message, NodeId, ProposeResult, Ready, Role } from "../raft/types.ts";
-import type { SqliteStorage } from "../storage/sqlite.ts";
+import type {
+  ConfChange,
+  Entry,
+  Member,
+  Message,
+  NodeId,
+  PeerMessage,
+  ProposeResult,
+  Ready,
+  Role,
+  SnapshotMeta,
+} from "../raft/types.ts";
+import type { PersistedState, SnapshotRecord, SqliteStorage } from "../storage/sqlite.ts";
 import type { Transport, TransportOptions } from "../transport/tcp.ts";
+import { rmSync } from "node:fs";
+import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
 import { NodeError } from "./errors.ts";
 
 export interface NodeOptions {
@@ -34,9 +47,15 @@ export interface NodeOptions {
   /** How long a write or read may wait before failing with TIMEOUT. */
   requestTimeoutMs: number;
   logger: Logger;
-  createTransport: (options: TransportOptions) => Transport;
+  createTransport: (options: Omit<TransportOptions, "maxFrameBytes">) => Transport;
   /** Called once when the node hits a broken invariant and must stop. */
   onFatal: (err: Error) => void;
+  /** Directory of the database; snapshot files go to its snapshots/ folder. */
+  dataDir: string;
+  /** Take a snapshot once this many entries were applied since the last one. */
+  snapshotEntries: number;
+  /** Take a snapshot once this many bytes of log were applied since the last one. */
+  snapshotLogBytes: number;
 }
 
 interface PendingProposal {
@@ -88,7 +107,7 @@ export class EchoNode {
   #ticker: ReturnType<typeof setInterval> | null = null;
   #processScheduled = false;
   /** Index of the last entry applied to the map. */
-  #appliedIndex = 0;
+  #appliedIndex: number;
   #stopped = false;
   #failed = false;
 
@@ -104,27 +123,60 @@ export class EchoNode {
   #lastPeers = "";
   #persistedTerm = 0;
   #removedLogged = false;
+  readonly #snapshots: SnapshotStore;
+  readonly #transfers: SnapshotTransfers;
+  /** Index of the newest local snapshot (or of the loaded state at start). */
+  #lastSnapshotIndex = 0;
+  /** Bytes of entries applied since the newest snapshot. */
+  #logBytesSinceSnapshot = 0;
+  #snapshotInProgress: Promise<SnapshotRecord> | null = null;
+  /** A verified snapshot from the leader, waiting for the core to accept it. */
+  #receivedSnapshot: LoadedSnapshot | null = null;
   #eventListeners = new Set<(event: ClusterEvent) => void>();
 
-  constructor(options: NodeOptions) {
+  private constructor(options: NodeOptions, state: PersistedState, snapshots: SnapshotStore, loaded: LoadedSnapshot | null) {
     this.id = options.nodeId;
     this.#options = options;
     this.#storage = options.storage;
     this.#clusterId = options.storage.clusterId();
     this.#logger = options.logger.with(() => ({ node: this.id, term: this.#core?.term ?? 0 }));
+    this.#snapshots = snapshots;
 
-    const state = options.storage.load();
+    if (loaded) this.store.replace(loaded.map);
+    const appliedIndex = loaded?.record.meta.lastIndex ?? state.logBase?.lastIndex ?? 0;
+    this.#appliedIndex = appliedIndex;
+    this.#lastSnapshotIndex = appliedIndex;
     this.#persistedTerm = state.hardState.term;
     this.#core = new RaftCore({
       id: options.nodeId,
       config: options.raftConfig,
       random: Math.random,
       hardState: state.hardState,
-      snapshot: state.snapshot,
+      snapshot: state.logBase,
       entries: state.entries,
-      appliedIndex: state.snapshot?.lastIndex ?? 0,
+      appliedIndex,
     });
     this.#lastTerm = this.#core.term;
+    this.#transfers = new SnapshotTransfers(this.id, snapshots, this.#logger, {
+      send: (message) => this.#transport?.send(message),
+      onSendDone: (to, ok) => {
+        this.#core.reportSnapshot(to, ok);
+        this.#schedule();
+      },
+      onReceived: (from, term, received) => this.#onSnapshotReceived(from, term, received),
+      currentTerm: () => this.#core.term,
+    });
+  }
+
+  /** Opens a node from its storage: loads the newest intact snapshot, then the log after it. */
+  static async open(options: NodeOptions): Promise<EchoNode> {
+    const state = options.storage.load();
+    const holder: { node: EchoNode | null } = { node: null };
+    const logger = options.logger.with(() => ({ node: options.nodeId, term: holder.node?.status().term ?? state.hardState.term }));
+    const snapshots = new SnapshotStore(options.dataDir, options.storage, logger);
+    const loaded = await snapshots.loadNewestValid(state.logBase?.lastIndex ?? 0);
+    holder.node = new EchoNode(options, state, snapshots, loaded);
+    return holder.node;
   }
 
   /** Creates the single-member configuration of a new cluster in an empty data directory. */
@@ -171,7 +223,7 @@ export class EchoNode {
       clusterId: () => this.#clusterId,
       logger: this.#options.logger.with(() => ({ node: this.id })),
       onMessage: (message) => this.#onMessage(message),
-    } as TransportOptions);
+    });
     await this.#transport.start();
 
     this.#process();
@@ -198,6 +250,8 @@ export class EchoNode {
     this.#proposals.clear();
     this.#reads.clear();
     this.#readsWaitingForApply = [];
+    this.#transfers.close();
+    await this.#snapshotInProgress?.catch(() => {});
     await this.#transport?.stop();
     this.#storage.close();
     this.#logger.info("node stopped");
@@ -407,8 +461,16 @@ export class EchoNode {
     return promise;
   }
 
-  #onMessage(message: Message): void {
+  #onMessage(message: PeerMessage): void {
     if (this.#stopped || this.#failed) return;
+    if (message.type === "snapshotChunk") {
+      this.#transfers.onChunk(message).catch((err) => this.#fail(err));
+      return;
+    }
+    if (message.type === "snapshotChunkAck") {
+      this.#transfers.onAck(message);
+      return;
+    }
     try {
       this.#core.step(message);
     } catch (err) {
@@ -427,6 +489,7 @@ export class EchoNode {
       return;
     }
     this.#expireRequests();
+    this.#transfers.tick();
     this.#schedule();
   }
 
@@ -462,6 +525,8 @@ export class EchoNode {
     }
     for (const message of leaderMessages) transport?.send(message);
 
+    if (ready.snapshot) this.#installSnapshot(ready);
+
     const started = performance.now();
     this.#storage.write(ready);
     const elapsedMs = performance.now() - started;
@@ -478,14 +543,17 @@ export class EchoNode {
       read?.reject(this.#notLeaderError());
     }
     this.#resolveAppliedReads();
+    for (const to of ready.snapshotsToSend) this.#transfers.start(to);
 
     this.#core.advance(ready);
+    this.#maybeSnapshot();
   }
 
   #apply(entry: Entry): void {
     let result: ApplyResult = "OK";
     if (entry.kind === "command") result = this.store.apply(entry.data);
     this.#appliedIndex = entry.index;
+    this.#logBytesSinceSnapshot += entry.data.byteLength + 32;
 
     const proposal = this.#proposals.get(entry.index);
     if (!proposal) return;
@@ -495,6 +563,104 @@ export class EchoNode {
     } else {
       proposal.reject(new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it"));
     }
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  /** Starts a snapshot when enough was applied since the last one. */
+  #maybeSnapshot(): void {
+    if (this.#snapshotInProgress) return;
+    const entries = this.#appliedIndex - this.#lastSnapshotIndex;
+    if (entries < this.#options.snapshotEntries && this.#logBytesSinceSnapshot < this.#options.snapshotLogBytes) return;
+    if (entries <= 0) return;
+    this.snapshot().catch((err) => this.#logger.error("snapshot failed", { error: errorMessage(err) }));
+  }
+
+  /**
+   * Writes a snapshot of the map at the current applied index, then drops the
+   * log up to the previous snapshot. Writes go on while the file is written.
+   * Resolves with the new snapshot's record, or the newest one if nothing
+   * was applied since.
+   */
+  snapshot(): Promise<SnapshotRecord> {
+    this.#checkServing();
+    if (this.#snapshotInProgress) return this.#snapshotInProgress;
+    const newest = this.#snapshots.newest();
+    if (newest && newest.meta.lastIndex === this.#appliedIndex) return Promise.resolve(newest);
+    const index = this.#appliedIndex;
+    const term = this.#core.log.term(index);
+    if (term === undefined || index === 0) return Promise.reject(new NodeError("BUSY", "nothing to snapshot yet"));
+
+    const meta: SnapshotMeta = { lastIndex: index, lastTerm: term, members: this.#core.membersAt(index) };
+    const started = performance.now();
+    this.#lastSnapshotIndex = index;
+    this.#logBytesSinceSnapshot = 0;
+    const work = this.#snapshots.take(meta, this.store, this.#clusterId ?? "").then(({ record, compactedTo }) => {
+      if (compactedTo && !this.#stopped) this.#core.compact(compactedTo.lastIndex);
+      this.#logger.info("snapshot taken", {
+        index,
+        keys: this.store.size,
+        bytes: record.bytes,
+        ms: Math.round(performance.now() - started),
+        log_compacted_to: compactedTo?.lastIndex ?? 0,
+      });
+      return record;
+    });
+    this.#snapshotInProgress = work;
+    work.finally(() => {
+      this.#snapshotInProgress = null;
+    }).catch(() => {});
+    return work;
+  }
+
+  /** The newest snapshot on disk, for backups. */
+  newestSnapshot(): SnapshotRecord | null {
+    return this.#snapshots.newest();
+  }
+
+  readSnapshot(record: SnapshotRecord, offset: number, length: number): Buffer {
+    return this.#snapshots.read(record, offset, length);
+  }
+
+  #onSnapshotReceived(from: NodeId, term: number, received: LoadedSnapshot): void {
+    if (this.#stopped || this.#failed) return;
+    this.#receivedSnapshot = received;
+    const message: Message = {
+      type: "snapshot",
+      from,
+      to: this.id,
+      term,
+      snapshot: { meta: received.record.meta, data: new Uint8Array(0) },
+    };
+    try {
+      this.#core.step(message);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#process();
+    // The core kept its log (it already had the entries): the file is not needed.
+    if (this.#receivedSnapshot === received) {
+      this.#receivedSnapshot = null;
+      if (this.#snapshots.newest()?.file !== received.record.file) rmSync(this.#snapshots.path(received.record.file), { force: true });
+    }
+  }
+
+  /** Replaces the map and the stored log with the snapshot the core accepted. */
+  #installSnapshot(ready: Ready): void {
+    const received = this.#receivedSnapshot;
+    const meta = ready.snapshot!.meta;
+    if (!received || received.record.meta.lastIndex !== meta.lastIndex) {
+      throw new Error(`the core installed snapshot ${meta.lastIndex} but no verified body for it was received`);
+    }
+    this.#receivedSnapshot = null;
+    this.store.replace(received.map);
+    const hardState = ready.hardState ?? { term: this.#core.term, votedFor: null, commitIndex: meta.lastIndex };
+    this.#snapshots.install(received.record, { ...hardState, commitIndex: Math.max(hardState.commitIndex, meta.lastIndex) });
+    this.#appliedIndex = meta.lastIndex;
+    this.#lastSnapshotIndex = meta.lastIndex;
+    this.#logBytesSinceSnapshot = 0;
+    this.#logger.info("installed snapshot from the leader", { index: meta.lastIndex, keys: this.store.size, bytes: received.record.bytes });
   }
 
   #onReadIndex(id: number, index: number): void {

@@ -35,8 +35,13 @@ interface Progress {
   match: number;
   /** Next index to send; always > match. */
   next: number;
-  /** probe: one append at a time until the match point is found; replicate: pipelined. */
-  state: "probe" | "replicate";
+  /**
+   * probe: one append at a time until the match point is found; replicate:
+   * pipelined; snapshot: the runtime is streaming a snapshot, appends wait.
+   */
+  state: "probe" | "replicate" | "snapshot";
+  /** In snapshot state, the lowest snapshot index that brings the peer back into the log. */
+  pendingSnapshot: number;
   /** In probe state, whether an append is outstanding. */
   probeSent: boolean;
   /** Last indexes of appends sent and not yet acknowledged, oldest first. */
@@ -127,6 +132,7 @@ export class RaftCore {
 
   #messages: Message[] = [];
   #pendingSnapshot: Snapshot | null = null;
+  #snapshotsToSend: NodeId[] = [];
 
   constructor(options: RaftCoreOptions) {
     const problem = validateRaftConfig(options.config);
@@ -142,7 +148,8 @@ export class RaftCore {
     assert(this.#appliedIndex <= this.#commitIndex || this.#appliedIndex === this.log.snapshotIndex, "applied index above commit index at start");
     this.#commitIndex = Math.max(this.#commitIndex, this.#appliedIndex);
     this.#persisted = { ...options.hardState };
-    this.#loadConfig(options.snapshot?.members ?? []);
+    this.#snapshotMembers = options.snapshot?.members ?? [];
+    this.#loadConfig(this.#snapshotMembers);
     this.#resetElectionTimer();
   }
 
@@ -174,6 +181,13 @@ export class RaftCore {
 
   isMember(id: NodeId = this.id): boolean {
     return this.#members.some((member) => member.id === id);
+  }
+
+  /** Returns the configuration in force at `index`, which must not be below the compaction point. */
+  membersAt(index: number): Member[] {
+    assert(index >= this.log.snapshotIndex, `configuration at ${index} is below the compaction point ${this.log.snapshotIndex}`);
+    const entry = this.log.lastConfigEntry(index);
+    return (entry?.members ?? this.#snapshotMembers).map((member) => ({ ...member }));
   }
 
   status(): RaftStatus {
@@ -345,11 +359,23 @@ export class RaftCore {
     return best;
   }
 
+  /**
+   * Reports the end of a snapshot transfer to `to`. On failure the peer goes
+   * back to probing, which asks for a snapshot again on the next heartbeat.
+   */
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    const pr = this.#progress.get(to);
+    if (!pr || pr.state !== "snapshot" || ok) return;
+    pr.state = "probe";
+    pr.probeSent = false;
+  }
+
   /** Folds the log up to `index` into a snapshot the runtime has durably written. */
   compact(index: number): void {
     assert(index <= this.#appliedIndex, `compact at ${index} above applied index ${this.#appliedIndex}`);
     const term = this.log.term(index);
-    if (term === undefined) return;
+    if (term === undefined || index <= this.log.snapshotIndex) return;
+    this.#snapshotMembers = this.membersAt(index);
     this.log.compact(index, term);
   }
 
@@ -366,7 +392,8 @@ export class RaftCore {
       this.#pendingSnapshot !== null ||
       this.#appliedIndex < this.#commitIndex ||
       this.#readyReads.length > 0 ||
-      this.#failedReads.length > 0
+      this.#failedReads.length > 0 ||
+      this.#snapshotsToSend.length > 0
     );
   }
 
@@ -393,6 +420,7 @@ export class RaftCore {
       committed,
       reads: this.#readyReads,
       failedReads: this.#failedReads,
+      snapshotsToSend: this.#snapshotsToSend,
     };
 
     if (hardState) this.#persisted = hardState;
@@ -402,6 +430,7 @@ export class RaftCore {
     this.#messages = [];
     this.#readyReads = [];
     this.#failedReads = [];
+    this.#snapshotsToSend = [];
     return ready;
   }
 
@@ -509,13 +538,20 @@ export class RaftCore {
   #sendAppend(to: NodeId, sendIfEmpty: boolean): void {
     const pr = this.#progress.get(to);
     if (!pr) return;
+    if (pr.state === "snapshot") return;
     if (pr.state === "probe" && pr.probeSent) return;
     if (pr.state === "replicate" && pr.inflight.length >= this.#config.maxInflightAppends) return;
 
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    // TODO: send a snapshot once log compaction exists; until then the log is never compacted.
-    assert(prevTerm !== undefined, `entry ${prevIndex} for ${to} is compacted and snapshots are not implemented`);
+    if (prevTerm === undefined) {
+      // The entries this peer needs were compacted away: it needs a snapshot.
+      pr.state = "snapshot";
+      pr.pendingSnapshot = this.log.snapshotIndex;
+      pr.inflight = [];
+      this.#snapshotsToSend.push(to);
+      return;
+    }
 
     const entries = this.log.slice(pr.next, this.log.lastIndex(), this.#config.maxAppendBytes);
     if (entries.length === 0 && !sendIfEmpty) return;
@@ -548,6 +584,14 @@ export class RaftCore {
     const pr = this.#progress.get(message.from);
     if (!pr) return;
     pr.recentActive = true;
+
+    if (pr.state === "snapshot") {
+      // Only an acknowledgement at or past the snapshot ends the transfer.
+      if (!message.success || message.matchIndex < pr.pendingSnapshot) return;
+      pr.state = "probe";
+      pr.probeSent = false;
+      pr.next = message.matchIndex + 1;
+    }
 
     if (!message.success) {
       // The follower's log diverges before pr.next: back off to its hint.
@@ -981,6 +1025,7 @@ export class RaftCore {
       match: self ? this.log.stableIndex : 0,
       next: lastIndex + 1,
       state: "probe",
+      pendingSnapshot: 0,
       probeSent: false,
       inflight: [],
       recentActive: self,

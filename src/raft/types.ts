@@ -90,6 +90,12 @@ export interface VoteResponse extends Envelope {
   preVote: boolean;
 }
 
+/**
+ * Tells a follower that the state machine snapshot described by `meta` is
+ * ready to install. The runtime streams the snapshot body in chunks outside
+ * the core and delivers this message locally once the body is complete and
+ * verified, so `data` is empty here.
+ */
 export interface InstallSnapshotRequest extends Envelope {
   type: "snapshot";
   snapshot: Snapshot;
@@ -125,6 +131,36 @@ export type Message =
 
 export type MessageType = Message["type"];
 
+/**
+ * One piece of a snapshot body streamed from the leader's runtime to a
+ * follower's. The core never sees these; the follower's runtime delivers an
+ * InstallSnapshotRequest to its core once the body is complete and verified.
+ */
+export interface SnapshotChunk extends Envelope {
+  type: "snapshotChunk";
+  /** Identifies one transfer, so chunks of an abandoned one are ignored. */
+  transfer: number;
+  meta: SnapshotMeta;
+  /** Byte offset of `data` in the snapshot file. */
+  offset: number;
+  /** Size of the whole snapshot file in bytes. */
+  total: number;
+  data: Uint8Array;
+}
+
+/** Acknowledges the snapshot bytes received so far, or reports a failed transfer. */
+export interface SnapshotChunkAck extends Envelope {
+  type: "snapshotChunkAck";
+  transfer: number;
+  /** Bytes received and written so far; the next chunk must start here. */
+  received: number;
+  ok: boolean;
+  reason: string;
+}
+
+/** Everything that travels between peers: Raft messages and snapshot transfer messages. */
+export type PeerMessage = Message | SnapshotChunk | SnapshotChunkAck;
+
 /** A read-index request that became safe to serve once `index` is applied. */
 export interface ReadState {
   id: number;
@@ -147,6 +183,8 @@ export interface Ready {
   reads: ReadState[];
   /** Read-index requests that cannot be served (lost leadership); retry elsewhere. */
   failedReads: number[];
+  /** Peers that are behind the compaction point: stream them the newest snapshot, then call reportSnapshot. */
+  snapshotsToSend: NodeId[];
 }
 
 export type ProposeResult =

@@ -218,6 +218,13 @@ const COMMANDS: Record<string, CommandSpec> = {
     },
   },
 
+  SNAPSHOT: {
+    minArgs: 0,
+    maxArgs: 4,
+    kind: "admin",
+    leaderOnly: false,
+    run: (ctx, args) => runSnapshotCommand(ctx, args),
+  },
   TRANSFER: {
     minArgs: 0,
     maxArgs: 1,
@@ -239,6 +246,35 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: (_ctx, [db]) => (text(db) === "0" ? OK : error("ERR DB index is out of range (EchoKV has one database, 0)")),
   },
 };
+
+/** Largest piece of a snapshot file that SNAPSHOT READ returns at once. */
+const MAX_SNAPSHOT_READ_BYTES = 8 * 1024 * 1024;
+
+/**
+ * SNAPSHOT [CREATE]: takes a snapshot of this node now and returns its index,
+ * term, size in bytes and CRC-32. SNAPSHOT READ index offset length: returns
+ * bytes of that snapshot file, for backups.
+ */
+function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
+  const sub = args.length === 0 ? "CREATE" : text(args[0]).toUpperCase();
+  if (sub === "CREATE" && args.length <= 1) {
+    return ctx.node.snapshot().then((record) =>
+      array([integer(record.meta.lastIndex), integer(record.meta.lastTerm), integer(record.bytes), integer(record.checksum)]),
+    );
+  }
+  if (sub === "READ" && args.length === 4) {
+    const [index, offset, length] = args.slice(1).map((arg) => Number(text(arg)));
+    if (![index, offset, length].every((n) => Number.isSafeInteger(n) && n >= 0) || length > MAX_SNAPSHOT_READ_BYTES) {
+      return error(`ERR SNAPSHOT READ needs index, offset and a length of at most ${MAX_SNAPSHOT_READ_BYTES} bytes`);
+    }
+    const record = ctx.node.newestSnapshot();
+    if (!record || record.meta.lastIndex !== index) {
+      return error(`ERR snapshot ${index} is no longer the newest on this node; run SNAPSHOT again`);
+    }
+    return bulk(ctx.node.readSnapshot(record, offset, length));
+  }
+  return error("ERR syntax: SNAPSHOT [CREATE] | SNAPSHOT READ index offset length");
+}
 
 /**
  * Waits until this node may serve a linearizable read: on the leader through

@@ -21,8 +21,29 @@ export class StorageError extends Error {
 
 export interface PersistedState {
   hardState: HardState;
-  snapshot: SnapshotMeta | null;
+  /** Index, term and members just before the first stored log entry (the compaction point), or null. */
+  logBase: SnapshotMeta | null;
   entries: Entry[];
+  /** Recorded snapshots, newest first. */
+  snapshots: SnapshotRecord[];
+}
+
+/** A snapshot file the database knows of; the file lives in the snapshots/ directory. */
+export interface SnapshotRecord {
+  meta: SnapshotMeta;
+  /** File name inside the snapshots directory. */
+  file: string;
+  bytes: number;
+  checksum: number;
+}
+
+interface SnapshotRow {
+  idx: number;
+  term: number;
+  members: string;
+  file: string;
+  bytes: number;
+  checksum: number;
 }
 
 export interface StorageWrite {
@@ -81,6 +102,14 @@ export class SqliteStorage {
           data BLOB NOT NULL,
           members TEXT
         );
+        CREATE TABLE IF NOT EXISTS snapshots (
+          idx INTEGER PRIMARY KEY,
+          term INTEGER NOT NULL,
+          members TEXT NOT NULL,
+          file TEXT NOT NULL,
+          bytes INTEGER NOT NULL,
+          checksum INTEGER NOT NULL
+        );
       `);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -138,7 +167,111 @@ export class SqliteStorage {
     };
     const rows = this.#db.query<EntryRow, []>("SELECT idx, term, kind, data, members FROM log ORDER BY idx").all();
     const entries = rows.map(rowToEntry);
-    return { hardState, snapshot: null, entries };
+    const baseIndex = this.#meta("log_base_index");
+    const logBase: SnapshotMeta | null =
+      baseIndex === null
+        ? null
+        : {
+            lastIndex: Number(baseIndex),
+            lastTerm: Number(this.#meta("log_base_term") ?? 0),
+            members: JSON.parse(this.#meta("log_base_members") ?? "[]") as Member[],
+          };
+    if (entries.length > 0) {
+      const expected = (logBase?.lastIndex ?? 0) + 1;
+      if (entries[0].index !== expected) {
+        throw new StorageError(`log starts at index ${entries[0].index} but the compaction point says ${expected}; the database is inconsistent`);
+      }
+      for (let i = 1; i < entries.length; i++) {
+        if (entries[i].index !== entries[i - 1].index + 1) {
+          throw new StorageError(`log has a gap between index ${entries[i - 1].index} and ${entries[i].index}; the database is inconsistent`);
+        }
+      }
+    }
+    return { hardState, logBase, entries, snapshots: this.snapshots() };
+  }
+
+  /** Recorded snapshots, newest first. */
+  snapshots(): SnapshotRecord[] {
+    const rows = this.#db
+      .query<SnapshotRow, []>("SELECT idx, term, members, file, bytes, checksum FROM snapshots ORDER BY idx DESC")
+      .all();
+    return rows.map((row) => ({
+      meta: { lastIndex: row.idx, lastTerm: row.term, members: JSON.parse(row.members) as Member[] },
+      file: row.file,
+      bytes: row.bytes,
+      checksum: row.checksum,
+    }));
+  }
+
+  /**
+   * Records a snapshot taken locally and compacts the log up to the previous
+   * snapshot, so that a damaged newest file can still be replaced by the
+   * previous one plus the log. Returns the files no longer referenced.
+   */
+  recordSnapshot(record: SnapshotRecord): string[] {
+    let obsolete: string[] = [];
+    this.#db.transaction(() => {
+      this.#insertSnapshot(record);
+      const all = this.snapshots();
+      const previous = all[1];
+      if (previous) this.#compactTo(previous.meta);
+      obsolete = all.slice(2).map((old) => old.file);
+      for (const old of all.slice(2)) this.#db.run("DELETE FROM snapshots WHERE idx = ?", [old.meta.lastIndex]);
+    })();
+    return obsolete;
+  }
+
+  /**
+   * Replaces the whole log with a snapshot received from the leader. Returns
+   * the files no longer referenced.
+   */
+  installSnapshot(record: SnapshotRecord, hardState: HardState): string[] {
+    let obsolete: string[] = [];
+    this.#db.transaction(() => {
+      obsolete = this.snapshots()
+        .filter((old) => old.file !== record.file)
+        .map((old) => old.file);
+      this.#db.run("DELETE FROM snapshots");
+      this.#insertSnapshot(record);
+      this.#db.run("DELETE FROM log");
+      this.#setBase(record.meta);
+      this.write({ hardState, truncateFrom: null, entries: [] });
+    })();
+    return obsolete;
+  }
+
+  /** Forgets a snapshot whose file turned out to be damaged. */
+  dropSnapshot(index: number): void {
+    this.#db.run("DELETE FROM snapshots WHERE idx = ?", [index]);
+  }
+
+  #insertSnapshot(record: SnapshotRecord): void {
+    this.#db.run("INSERT OR REPLACE INTO snapshots (idx, term, members, file, bytes, checksum) VALUES (?, ?, ?, ?, ?, ?)", [
+      record.meta.lastIndex,
+      record.meta.lastTerm,
+      JSON.stringify(record.meta.members),
+      record.file,
+      record.bytes,
+      record.checksum,
+    ]);
+  }
+
+  #compactTo(meta: SnapshotMeta): void {
+    const current = Number(this.#meta("log_base_index") ?? 0);
+    if (meta.lastIndex <= current) return;
+    this.#db.run("DELETE FROM log WHERE idx <= ?", [meta.lastIndex]);
+    this.#setBase(meta);
+  }
+
+  #setBase(meta: SnapshotMeta): void {
+    this.#setMeta.run("log_base_index", String(meta.lastIndex));
+    this.#setMeta.run("log_base_term", String(meta.lastTerm));
+    this.#setMeta.run("log_base_members", JSON.stringify(meta.members));
+  }
+
+  /** Compaction point of the stored log (0 when nothing was compacted). */
+  logBaseIndex(): number {
+    return Number(this.#meta("log_base_index") ?? 0);
   }
 
   /** Writes one ready batch in a single durable transaction. */
@@ -160,6 +293,20 @@ export class SqliteStorage {
         this.#setMeta.run("voted_for", batch.hardState.votedFor ?? "");
         this.#setMeta.run("commit_index", String(batch.hardState.commitIndex));
       }
+    })();
+  }
+
+  /**
+   * Starts a new one-node cluster from a snapshot file already placed in the
+   * snapshots directory (restore from backup).
+   */
+  bootstrapFromSnapshot(clusterId: string, record: SnapshotRecord, hardState: HardState): void {
+    if (this.clusterId() !== null) throw new StorageError(`this node already belongs to cluster ${this.clusterId()}`);
+    this.#db.transaction(() => {
+      this.#insertSnapshot(record);
+      this.#setBase(record.meta);
+      this.write({ hardState, truncateFrom: null, entries: [] });
+      this.#setMeta.run("cluster_id", clusterId);
     })();
   }
 

@@ -5,7 +5,7 @@
 import type { Socket, SocketHandler } from "bun";
 import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
-import type { Message } from "../raft/types.ts";
+import type { PeerMessage } from "../raft/types.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
 import { checkHello, parseHello } from "./handshake.ts";
 import type { Reject, Welcome } from "./handshake.ts";
@@ -21,7 +21,7 @@ export interface AcceptorSettings {
   maxFrameBytes: number;
   handshakeTimeoutMs: number;
   logger: Logger;
-  onMessage: (msg: Message) => void;
+  onMessage: (msg: PeerMessage) => void;
 }
 
 export interface InboundState {

@@ -1,14 +1,9 @@
 // Structural validation of decoded peer frames against the Raft `Message`
 // union, so that malformed network input never reaches the Raft core.
 
-import type {
-  Entry,
-  EntryKind,
-  Member,
-  Message,
-  MessageType,
-  Snapshot,
-} from "../raft/types.ts";
+import type { Entry, EntryKind, Member, PeerMessage, Snapshot, SnapshotMeta } from "../raft/types.ts";
+
+type MessageType = PeerMessage["type"];
 
 /** Error for a field with the wrong type or value, located by a path such as `entries[2].term`. */
 class ShapeError extends Error {
@@ -125,24 +120,25 @@ function readEntry(value: unknown, path: string): Entry {
   return entry;
 }
 
+function readSnapshotMeta(object: Fields, name: string, path: string): SnapshotMeta {
+  const meta = readFields(field(object, name), join(path, name));
+  return {
+    lastIndex: readIndex(meta, "lastIndex", join(path, name)),
+    lastTerm: readIndex(meta, "lastTerm", join(path, name)),
+    members: readMembers(meta, "members", join(path, name)),
+  };
+}
+
 function readSnapshot(object: Fields, name: string): Snapshot {
   const snapshot = readFields(field(object, name), name);
-  const meta = readFields(field(snapshot, "meta"), join(name, "meta"));
-  return {
-    meta: {
-      lastIndex: readIndex(meta, "lastIndex", join(name, "meta")),
-      lastTerm: readIndex(meta, "lastTerm", join(name, "meta")),
-      members: readMembers(meta, "members", join(name, "meta")),
-    },
-    data: readBytes(snapshot, "data", name),
-  };
+  return { meta: readSnapshotMeta(snapshot, "meta", name), data: readBytes(snapshot, "data", name) };
 }
 
 /**
  * Builds a fresh message from the fields of `type`, type-checking each one.
  * Unknown fields are dropped.
  */
-function readMessage(object: Fields, type: MessageType): Message {
+function readMessage(object: Fields, type: MessageType): PeerMessage {
   const envelope = {
     from: readNodeId(object, "from", ""),
     to: readNodeId(object, "to", ""),
@@ -196,6 +192,25 @@ function readMessage(object: Fields, type: MessageType): Message {
       };
     case "heartbeatResponse":
       return { ...envelope, type, readRound: readIndex(object, "readRound", "") };
+    case "snapshotChunk":
+      return {
+        ...envelope,
+        type,
+        transfer: readIndex(object, "transfer", ""),
+        meta: readSnapshotMeta(object, "meta", ""),
+        offset: readIndex(object, "offset", ""),
+        total: readIndex(object, "total", ""),
+        data: readBytes(object, "data", ""),
+      };
+    case "snapshotChunkAck":
+      return {
+        ...envelope,
+        type,
+        transfer: readIndex(object, "transfer", ""),
+        received: readIndex(object, "received", ""),
+        ok: readBoolean(object, "ok", ""),
+        reason: readString(object, "reason", ""),
+      };
     default: {
       const unreachable: never = type;
       throw new Error(`unhandled message type ${String(unreachable)}`);
@@ -212,6 +227,8 @@ const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   "timeoutNow",
   "heartbeat",
   "heartbeatResponse",
+  "snapshotChunk",
+  "snapshotChunkAck",
 ]);
 
 /**
@@ -219,7 +236,7 @@ const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
  * message that holds only the known fields, or else an error string naming
  * the message type and the first invalid field.
  */
-export function validateMessage(value: unknown): Message | string {
+export function validateMessage(value: unknown): PeerMessage | string {
   if (!isFields(value)) return `invalid message: expected a map, got ${describe(value)}`;
 
   const type = field(value, "type");

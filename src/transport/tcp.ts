@@ -5,7 +5,7 @@
 import type { TCPSocketListener } from "bun";
 import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
-import type { Message } from "../raft/types.ts";
+import type { PeerMessage } from "../raft/types.ts";
 import { parseHostPort } from "./address.ts";
 import { encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
 import { Acceptor } from "./inbound.ts";
@@ -129,7 +129,7 @@ export class TcpTransport implements Transport {
     }
   }
 
-  send(msg: Message): void {
+  send(msg: PeerMessage): void {
     // Raft retries lost messages, so a failure here is logged and the message
     // dropped, never thrown into the caller's loop.
     try {
@@ -139,7 +139,7 @@ export class TcpTransport implements Transport {
     }
   }
 
-  #send(msg: Message): void {
+  #send(msg: PeerMessage): void {
     const peer = this.#peers.get(msg.to);
     if (peer === undefined || !peer.connected) return;
 
@@ -169,7 +169,7 @@ export class TcpTransport implements Transport {
     this.#logger.info("transport stopped");
   }
 
-  #logDrop(level: "warn" | "error", cause: string, msg: Message, fields: Record<string, string | number>): void {
+  #logDrop(level: "warn" | "error", cause: string, msg: PeerMessage, fields: Record<string, string | number>): void {
     const suppressed = this.#dropLimiter.check(`${cause} ${msg.to}`);
     if (suppressed === null) return;
     this.#logger[level](`dropped message to peer: ${cause}`, {

@@ -2,7 +2,7 @@
 // such as TcpTransport.
 
 import type { Logger } from "../log.ts";
-import type { Message } from "../raft/types.ts";
+import type { PeerMessage } from "../raft/types.ts";
 
 /**
  * Default maximum frame body, 64 MiB.
@@ -30,7 +30,7 @@ export interface TransportOptions {
   maxFrameBytes: number;
   logger: Logger;
   /** Receives each validated message from a peer. */
-  onMessage: (msg: Message) => void;
+  onMessage: (msg: PeerMessage) => void;
   /** Bytes queued for one peer beyond which `send` drops messages. Default 64 MiB. */
   maxPeerBufferedBytes?: number;
   /** Time a new connection has to complete the handshake. Default 5000 ms. */
@@ -59,7 +59,7 @@ export interface Transport {
    * peer is unknown, not connected or over its buffered-bytes cap, because
    * Raft retries.
    */
-  send(msg: Message): void;
+  send(msg: PeerMessage): void;
   /** Closes the listener and every connection. */
   stop(): Promise<void>;
 }

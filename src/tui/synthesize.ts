@@ -1,0 +1,149 @@
+// Infers cluster events from two successive polling rounds, for nodes that do
+// not publish events and for the gap while the console changes nodes.
+
+import type { ClusterEvent } from "./events.ts";
+import type { MemberInfo, NodeInfo } from "./info.ts";
+
+/** What one polling round learned about one member. */
+export interface NodeObservation {
+  id: string;
+  clientAddr: string;
+  /** Latest INFO the member answered, kept from earlier rounds while it does not answer. */
+  info: NodeInfo | null;
+  /** Whether the member answered INFO in this round; null before its first poll. */
+  reachable: boolean | null;
+  /** Why the last poll failed, when it did. */
+  error: string | null;
+}
+
+/** Everything one polling round learned. */
+export interface ClusterObservation {
+  /** Membership as the best-informed member reports it. */
+  members: MemberInfo[];
+  /** Id of the member whose INFO listed `members`, or null before any member answered. */
+  membersSource: string | null;
+  nodes: Map<string, NodeObservation>;
+}
+
+export interface LeaderView {
+  id: string;
+  term: number;
+}
+
+/**
+ * Returns the leader that the members answering this round report for the
+ * highest term among them, preferring a member that says it is the leader.
+ */
+export function observedLeader(observation: ClusterObservation): LeaderView | null {
+  let maxTerm = -1;
+  for (const node of observation.nodes.values()) {
+    if (node.reachable === true && node.info !== null) maxTerm = Math.max(maxTerm, node.info.term);
+  }
+  if (maxTerm < 0) return null;
+
+  let reported: string | null = null;
+  for (const node of observation.nodes.values()) {
+    const info = node.info;
+    if (node.reachable !== true || info === null || info.term !== maxTerm) continue;
+    if (info.role === "leader") return { id: info.nodeId, term: maxTerm };
+    reported ??= info.leaderId;
+  }
+  return reported === null ? null : { id: reported, term: maxTerm };
+}
+
+function pollEvent(time: Date, node: string, term: number | null, type: ClusterEvent["type"], message: string): ClusterEvent {
+  return { time, node, term, type, message, source: "poll" };
+}
+
+function describeVoter(member: MemberInfo): string {
+  return member.voter ? "a voter" : "a non-voter";
+}
+
+function membershipEvents(previous: MemberInfo[], next: MemberInfo[], time: Date, reporter: string, term: number | null): ClusterEvent[] {
+  const events: ClusterEvent[] = [];
+  const before = new Map(previous.map((member) => [member.id, member]));
+  const after = new Map(next.map((member) => [member.id, member]));
+  const emit = (message: string) => events.push(pollEvent(time, reporter, term, "membership_changed", message));
+
+  for (const member of next) {
+    const old = before.get(member.id);
+    if (old === undefined) {
+      emit(`${member.id} joined as ${describeVoter(member)} (client ${member.clientAddr}, raft ${member.raftAddr})`);
+      continue;
+    }
+    if (old.voter !== member.voter) emit(`${member.id} is now ${describeVoter(member)}`);
+    if (old.clientAddr !== member.clientAddr || old.raftAddr !== member.raftAddr) {
+      emit(`${member.id} moved to client ${member.clientAddr}, raft ${member.raftAddr}`);
+    }
+  }
+  for (const member of previous) {
+    if (!after.has(member.id)) emit(`${member.id} left the cluster`);
+  }
+  return events;
+}
+
+/** Role and restart events of one member, comparing its last known INFO with this round's. */
+function nodeEvents(before: NodeInfo, after: NodeInfo, time: Date): ClusterEvent[] {
+  const events: ClusterEvent[] = [];
+  const id = after.nodeId;
+  if (before.processId !== null && after.processId !== null && before.processId !== after.processId) {
+    events.push(pollEvent(time, id, after.term, "node_started", `${id} restarted (process ${before.processId} is now ${after.processId})`));
+  }
+  if (before.role !== after.role) {
+    events.push(pollEvent(time, id, after.term, "role_changed", `${id} changed from ${before.role} to ${after.role} in term ${after.term}`));
+  }
+  return events;
+}
+
+function reachabilityEvent(before: NodeObservation | undefined, after: NodeObservation, time: Date): ClusterEvent | null {
+  const was = before?.reachable ?? null;
+  if (after.reachable === false && was !== false) {
+    const reason = after.error === null ? "" : `: ${after.error}`;
+    return { time, node: "console", term: null, type: "peer_unreachable", message: `${after.id} at ${after.clientAddr} does not answer${reason}`, source: "console" };
+  }
+  if (after.reachable === true && was === false) {
+    return { time, node: "console", term: null, type: "peer_reachable", message: `${after.id} at ${after.clientAddr} answers again`, source: "console" };
+  }
+  return null;
+}
+
+function leaderEvent(before: LeaderView | null, after: LeaderView | null, time: Date): ClusterEvent | null {
+  if (after === null) {
+    if (before === null) return null;
+    return pollEvent(time, before.id, before.term, "leader_changed", `no leader is known any more (was ${before.id} in term ${before.term}); an election may be running`);
+  }
+  if (before !== null && before.id === after.id && before.term === after.term) return null;
+
+  let message = `${after.id} is the leader in term ${after.term}`;
+  if (before !== null && before.id !== after.id) message += ` (was ${before.id} in term ${before.term})`;
+  if (before !== null && before.id === after.id) message += ` again (was term ${before.term})`;
+  return pollEvent(time, after.id, after.term, "leader_changed", message);
+}
+
+/**
+ * Returns the events that explain the change from `previous` to `next`, oldest
+ * cause first: reachability, restarts and roles, leadership, then membership.
+ * With no previous round it returns only reachability events, because there is
+ * no earlier state to compare with.
+ */
+export function synthesizeEvents(previous: ClusterObservation | null, next: ClusterObservation, time: Date): ClusterEvent[] {
+  const events: ClusterEvent[] = [];
+
+  for (const node of next.nodes.values()) {
+    const before = previous?.nodes.get(node.id);
+    const reachability = reachabilityEvent(before, node, time);
+    if (reachability !== null) events.push(reachability);
+    if (before?.info && node.info && node.reachable === true) events.push(...nodeEvents(before.info, node.info, time));
+  }
+  if (previous === null) return events;
+
+  const leader = leaderEvent(observedLeader(previous), observedLeader(next), time);
+  if (leader !== null) events.push(leader);
+
+  // A cluster always has a member, so an empty list means membership was not known yet.
+  if (previous.members.length === 0) return events;
+  const source = next.membersSource === null ? undefined : next.nodes.get(next.membersSource);
+  const term = source?.info?.term ?? null;
+  events.push(...membershipEvents(previous.members, next.members, time, next.membersSource ?? "console", term));
+  return events;
+}
