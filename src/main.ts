@@ -6,6 +6,7 @@ import { cliCommand } from "./cli/cli.ts";
 import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { snapshotCommand } from "./cli/snapshot.ts";
+import { tuiCommand } from "./cli/tui.ts";
 import { VERSION } from "./server/info.ts";
 
 /** Prints a failed command's error as one plain line and exits: 2 for bad usage, 1 otherwise. */
@@ -43,6 +44,7 @@ const main = defineCommand({
   subCommands: {
     serve: guarded(serveCommand),
     cli: guarded(cliCommand),
+    tui: guarded(tuiCommand),
     snapshot: guarded(snapshotCommand),
   },
 });

@@ -19,6 +19,7 @@ import { RaftCore, type RaftStatus } from "../raft/core.ts";
 import type {
   ConfChange,
   Entry,
+  HardState,
   Member,
   Message,
   NodeId,
@@ -33,6 +34,9 @@ import type { Transport, TransportOptions } from "../transport/tcp.ts";
 import { rmSync } from "node:fs";
 import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
 import { NodeError } from "./errors.ts";
+
+/** Longest time a commit-index-only change of the hard state waits before it is written. */
+const COMMIT_PERSIST_DELAY_MS = 200;
 
 export interface NodeOptions {
   nodeId: NodeId;
@@ -88,6 +92,8 @@ export interface ClusterEvent {
 }
 
 export interface NodeStatus extends RaftStatus {
+  /** Milliseconds since the last message from each peer; absent when none arrived yet. */
+  lastContactMs: Record<NodeId, number>;
   clusterId: string | null;
   clientAddr: string;
   raftAddr: string;
@@ -121,7 +127,13 @@ export class EchoNode {
   #lastLeader: NodeId | null = null;
   #lastTerm = 0;
   #lastPeers = "";
+  #lastConfigIndex = -1;
   #persistedTerm = 0;
+  /** Hard state as last written to SQLite. */
+  #persistedHardState: HardState;
+  /** Newer hard state whose only change is the commit index, not yet written. */
+  #unpersistedHardState: HardState | null = null;
+  #lastHardStateWrite = 0;
   #removedLogged = false;
   readonly #snapshots: SnapshotStore;
   readonly #transfers: SnapshotTransfers;
@@ -133,6 +145,8 @@ export class EchoNode {
   /** A verified snapshot from the leader, waiting for the core to accept it. */
   #receivedSnapshot: LoadedSnapshot | null = null;
   #eventListeners = new Set<(event: ClusterEvent) => void>();
+  /** Wall-clock time of the last message received from each peer. */
+  #lastContact = new Map<NodeId, number>();
 
   private constructor(options: NodeOptions, state: PersistedState, snapshots: SnapshotStore, loaded: LoadedSnapshot | null) {
     this.id = options.nodeId;
@@ -147,6 +161,7 @@ export class EchoNode {
     this.#appliedIndex = appliedIndex;
     this.#lastSnapshotIndex = appliedIndex;
     this.#persistedTerm = state.hardState.term;
+    this.#persistedHardState = { ...state.hardState };
     this.#core = new RaftCore({
       id: options.nodeId,
       config: options.raftConfig,
@@ -253,6 +268,9 @@ export class EchoNode {
     this.#transfers.close();
     await this.#snapshotInProgress?.catch(() => {});
     await this.#transport?.stop();
+    if (this.#unpersistedHardState !== null && !this.#failed) {
+      this.#storage.write({ hardState: this.#unpersistedHardState, truncateFrom: null, entries: [] });
+    }
     this.#storage.close();
     this.#logger.info("node stopped");
   }
@@ -272,8 +290,12 @@ export class EchoNode {
   }
 
   status(): NodeStatus {
+    const now = Date.now();
+    const lastContactMs: Record<NodeId, number> = {};
+    for (const [id, at] of this.#lastContact) lastContactMs[id] = now - at;
     return {
       ...this.#core.status(),
+      lastContactMs,
       clusterId: this.#clusterId,
       clientAddr: this.#options.clientAddr,
       raftAddr: this.#options.raftAddr,
@@ -463,6 +485,7 @@ export class EchoNode {
 
   #onMessage(message: PeerMessage): void {
     if (this.#stopped || this.#failed) return;
+    this.#lastContact.set(message.from, Date.now());
     if (message.type === "snapshotChunk") {
       this.#transfers.onChunk(message).catch((err) => this.#fail(err));
       return;
@@ -490,6 +513,12 @@ export class EchoNode {
     }
     this.#expireRequests();
     this.#transfers.tick();
+    try {
+      this.#persistPendingCommit();
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
     this.#schedule();
   }
 
@@ -524,14 +553,12 @@ export class EchoNode {
       else otherMessages.push(message);
     }
     for (const message of leaderMessages) transport?.send(message);
+    // Let the appends travel to the followers while this node's fsync runs.
+    if (leaderMessages.length > 0) transport?.flush();
 
     if (ready.snapshot) this.#installSnapshot(ready);
 
-    const started = performance.now();
-    this.#storage.write(ready);
-    const elapsedMs = performance.now() - started;
-    if (elapsedMs > 500) this.#logger.warn("slow disk write", { ms: Math.round(elapsedMs), entries: ready.entries.length });
-    if (ready.hardState) this.#persistedTerm = ready.hardState.term;
+    this.#persist(ready);
 
     for (const message of otherMessages) transport?.send(message);
 
@@ -547,6 +574,51 @@ export class EchoNode {
 
     this.#core.advance(ready);
     this.#maybeSnapshot();
+  }
+
+  /**
+   * Writes the batch's hard state and entries in one transaction. A change
+   * of the commit index alone is not worth an fsync: it is written with the
+   * next batch, or by the tick after COMMIT_PERSIST_DELAY_MS. A persisted
+   * commit index that lags is safe; it only means a restarted node applies
+   * the tail once the leader tells it the commit index again.
+   */
+  #persist(ready: Ready): void {
+    let hardState = ready.hardState;
+    const commitOnly =
+      hardState !== null &&
+      ready.entries.length === 0 &&
+      ready.truncateFrom === null &&
+      hardState.term === this.#persistedHardState.term &&
+      hardState.votedFor === this.#persistedHardState.votedFor;
+    if (commitOnly) {
+      this.#unpersistedHardState = hardState;
+      hardState = null;
+    } else if (hardState === null && this.#unpersistedHardState !== null && ready.entries.length > 0) {
+      hardState = this.#unpersistedHardState;
+    }
+    if (hardState === null && ready.entries.length === 0 && ready.truncateFrom === null) return;
+
+    const started = performance.now();
+    this.#storage.write({ hardState, truncateFrom: ready.truncateFrom, entries: ready.entries });
+    const elapsedMs = performance.now() - started;
+    if (elapsedMs > 500) this.#logger.warn("slow disk write", { ms: Math.round(elapsedMs), entries: ready.entries.length });
+    if (hardState) {
+      this.#persistedHardState = hardState;
+      this.#persistedTerm = hardState.term;
+      this.#unpersistedHardState = null;
+      this.#lastHardStateWrite = Date.now();
+    }
+  }
+
+  /** Writes a commit index that #persist held back, once it has waited long enough. */
+  #persistPendingCommit(): void {
+    const pending = this.#unpersistedHardState;
+    if (pending === null || Date.now() - this.#lastHardStateWrite < COMMIT_PERSIST_DELAY_MS) return;
+    this.#storage.write({ hardState: pending, truncateFrom: null, entries: [] });
+    this.#persistedHardState = pending;
+    this.#unpersistedHardState = null;
+    this.#lastHardStateWrite = Date.now();
   }
 
   #apply(entry: Entry): void {
@@ -738,7 +810,10 @@ export class EchoNode {
       this.#lastTerm = term;
     }
     if (leaderId !== null && this.#leaderWaiters.length > 0) this.#expireRequests();
-    this.#updatePeers(false);
+    if (this.#core.configIndex !== this.#lastConfigIndex) {
+      this.#lastConfigIndex = this.#core.configIndex;
+      this.#updatePeers(false);
+    }
   }
 
   #updatePeers(force: boolean): void {

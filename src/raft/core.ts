@@ -175,6 +175,11 @@ export class RaftCore {
     return this.#members;
   }
 
+  /** Index of the entry the current configuration comes from; it changes with every membership change. */
+  get configIndex(): number {
+    return this.#configIndex;
+  }
+
   isVoter(id: NodeId = this.id): boolean {
     return this.#members.some((member) => member.id === id && member.voter);
   }

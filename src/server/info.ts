@@ -15,6 +15,8 @@ function memberLine(status: NodeStatus, index: number): string {
     `leader=${member.id === status.leaderId ? "yes" : "no"}`,
   ];
   if (progress) fields.push(`match_index=${progress.match}`, `lag=${Math.max(0, status.lastIndex - progress.match)}`);
+  const contact = status.lastContactMs[member.id];
+  if (contact !== undefined) fields.push(`last_contact_ms=${contact}`);
   return `member${index}:${fields.join(",")}`;
 }
 

@@ -86,6 +86,11 @@ export class OutboundPeer {
     return attempt.queue.enqueue(frame);
   }
 
+  /** Writes the queued frames now instead of at the end of the tick. */
+  flush(): void {
+    this.#attempt?.queue?.flush();
+  }
+
   /** Closes the connection and stops reconnecting. */
   close(): void {
     this.#stopped = true;

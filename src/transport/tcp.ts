@@ -129,6 +129,10 @@ export class TcpTransport implements Transport {
     }
   }
 
+  flush(): void {
+    for (const peer of this.#peers.values()) peer.flush();
+  }
+
   send(msg: PeerMessage): void {
     // Raft retries lost messages, so a failure here is logged and the message
     // dropped, never thrown into the caller's loop.

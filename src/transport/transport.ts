@@ -60,6 +60,12 @@ export interface Transport {
    * Raft retries.
    */
   send(msg: PeerMessage): void;
+  /**
+   * Writes every queued frame to its socket now. Sends are otherwise
+   * coalesced until the end of the tick; a caller about to block (on an
+   * fsync) flushes first so the frames travel meanwhile.
+   */
+  flush(): void;
   /** Closes the listener and every connection. */
   stop(): Promise<void>;
 }

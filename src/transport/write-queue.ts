@@ -54,6 +54,11 @@ export class WriteQueue {
     return true;
   }
 
+  /** Writes what is queued now instead of at the end of the tick. */
+  flush(): void {
+    this.#flush();
+  }
+
   /** Resumes writing. Call it from the socket's `drain` handler. */
   drain(): void {
     this.#blocked = false;

@@ -82,7 +82,8 @@ const RAFT: Column = { header: "RAFT ADDR", value: (row) => row.raftAddr, alignR
 const STATE_COLUMNS: Column[] = [
   {
     header: "ROLE",
-    value: (row) => row.role ?? "?",
+    // The role of a member that stopped answering is its last known one, so it is shown in parentheses.
+    value: (row) => (row.role === null ? "?" : row.reachable === false ? `(${row.role})` : row.role),
     alignRight: false,
     color: (row) => (row.role === "candidate" ? "yellow-fg" : null),
   },

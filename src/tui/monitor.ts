@@ -220,11 +220,8 @@ export class ClusterMonitor {
     this.#updateLag();
 
     const observation = this.#observe();
-    const feed = this.connection?.feed ?? "polling";
     for (const event of synthesizeEvents(this.#previous, observation, new Date())) {
-      // A node that pushes events reports these itself, so the inferred copies would repeat them.
-      if (event.source === "poll" && feed === "push") continue;
-      this.#record(event);
+      if (!this.#isPublishedByConnectedNode(event)) this.#record(event);
     }
     this.#previous = observation;
 
@@ -232,6 +229,18 @@ export class ClusterMonitor {
     if (this.#stopped) return;
     this.#notify();
     this.#scheduleRound(Math.max(0, this.#options.pollIntervalMs - (Date.now() - started)));
+  }
+
+  /**
+   * Whether the connected node publishes its own copy of an inferred event:
+   * leadership and membership changes, and role changes and restarts of
+   * itself. Role changes of other members are not published by it.
+   */
+  #isPublishedByConnectedNode(event: ClusterEvent): boolean {
+    const connection = this.#connection;
+    if (event.source !== "poll" || connection === null || connection.subscription === null) return false;
+    if (event.type === "leader_changed" || event.type === "membership_changed") return true;
+    return event.node === connection.nodeId;
   }
 
   async #poll(id: string, addr: string): Promise<PollResult> {
