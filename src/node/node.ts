@@ -112,6 +112,8 @@ export class EchoNode {
 
   #ticker: ReturnType<typeof setInterval> | null = null;
   #processScheduled = false;
+  /** performance.now() of the last tick, to detect pauses. */
+  #lastTickAt = performance.now();
   /** Index of the last entry applied to the map. */
   #appliedIndex: number;
   #stopped = false;
@@ -407,6 +409,8 @@ export class EchoNode {
 
   /** Whether this leader's lease lets it serve a read from its own map right now. */
   hasLease(): boolean {
+    // After a pause the core's tick count lags real time until the next tick catches it up.
+    if (performance.now() - this.#lastTickAt > this.#options.tickMs * 2) return false;
     return this.#core.hasLease();
   }
 
@@ -505,8 +509,15 @@ export class EchoNode {
 
   #tick(): void {
     if (this.#stopped || this.#failed) return;
+    // Timers stop while the process is paused (SIGSTOP, a long GC, a busy
+    // host). Catch up on the missed ticks so that leases and election timers
+    // see the time that really passed.
+    const now = performance.now();
+    const due = Math.floor((now - this.#lastTickAt) / this.#options.tickMs);
+    const ticks = Math.min(Math.max(1, due), this.#options.raftConfig.electionTicks * 2);
+    this.#lastTickAt = now;
     try {
-      this.#core.tick();
+      for (let i = 0; i < ticks; i++) this.#core.tick();
     } catch (err) {
       this.#fail(err);
       return;

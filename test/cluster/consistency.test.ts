@@ -1,0 +1,64 @@
+// Read consistency levels against real processes. A leader that was paused
+// (SIGSTOP) while the others elected a new leader and took a write must not
+// serve the old value at `linearizable` or `lease` once it resumes: it
+// returns the new value (after learning it) or an error, never the old one.
+
+import { describe, expect } from "bun:test";
+import { Cluster, clusterTest, describeReply, installClusterHooks, replyText } from "../support/cluster.ts";
+
+installClusterHooks();
+
+describe("read consistency", () => {
+  clusterTest(
+    "levels return the acknowledged value",
+    async () => {
+      const cluster = new Cluster({ name: "levels" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      expect(replyText(await cluster.command(leader, ["SET", "level-key", "v1"]))).toBe("OK");
+
+      for (const node of nodes) {
+        for (const level of ["lease", "linearizable"]) {
+          const reply = await cluster.command(node, ["GET", "level-key", level]);
+          expect(`${node.id} ${level}: ${describeReply(reply)}`).toBe(`${node.id} ${level}: "v1"`);
+        }
+      }
+
+      const badLevel = await cluster.command(nodes[0], ["GET", "level-key", "eventual"]);
+      expect(badLevel.type).toBe("error");
+      const setLevel = await cluster.command(nodes[1], ["CONSISTENCY", "LINEARIZABLE"]);
+      expect(replyText(setLevel)).toBe("OK");
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "resumed old leader never serves stale reads",
+    async () => {
+      const cluster = new Cluster({ name: "stale" });
+      const nodes = await cluster.startCluster(3);
+      const oldLeader = await cluster.waitForLeader(nodes);
+      expect(replyText(await cluster.command(oldLeader, ["SET", "fenced", "old"]))).toBe("OK");
+
+      await cluster.kill(oldLeader, "SIGSTOP");
+      const others = nodes.filter((node) => node !== oldLeader);
+      const newLeader = await cluster.waitForLeader(others, 15_000);
+      expect(replyText(await cluster.command(newLeader, ["SET", "fenced", "new"]))).toBe("OK");
+
+      await cluster.kill(oldLeader, "SIGCONT");
+      // Read through the resumed node at once, on fresh connections, before it hears from anyone.
+      const reads = await Promise.all(
+        ["linearizable", "lease", "linearizable"].map((level) =>
+          cluster.command(oldLeader, ["GET", "fenced", level], 15_000).then((reply) => ({ level, reply })),
+        ),
+      );
+      for (const { level, reply } of reads) {
+        const text = replyText(reply);
+        // Either the new value or an error; the old value would be a stale read.
+        expect(`${level}: ${text === "old" ? "stale value old" : "ok"}`).toBe(`${level}: ok`);
+        if (reply.type !== "error") expect(text).toBe("new");
+      }
+    },
+    90_000,
+  );
+});
