@@ -8,7 +8,7 @@ import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
 const tuiArgs = {
   connect: {
     type: "string",
-    description: "Client address (host:port) of any node; the console finds the other members through it",
+    description: "Client address (host:port) of any node, through which the console finds the other members",
     default: "127.0.0.1:5379",
   },
   "interval-ms": {
@@ -23,10 +23,12 @@ export const tuiCommand = defineCommand({
   args: tuiArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(rawArgs, tuiArgs, "tui");
-    const positional = args._.length > 0 ? args._[0] : undefined;
-    if (positional !== undefined) throw new UsageError(`unexpected argument "${positional}" for 'tui'; it takes only flags`);
+    const [positional] = args._;
+    if (positional !== undefined) {
+      throw new UsageError(`unexpected argument "${positional}": 'echokv tui' takes only flags, such as --connect HOST:PORT`);
+    }
     if (!process.stdin.isTTY || !process.stdout.isTTY) {
-      throw new UsageError("echokv tui needs a terminal on stdin and stdout; use 'echokv cli' in scripts and pipes");
+      throw new UsageError("echokv tui needs a terminal on stdin and stdout. Use 'echokv cli' in scripts and pipes");
     }
 
     const connectAddr = args.connect.startsWith(":") ? `127.0.0.1${args.connect}` : args.connect;

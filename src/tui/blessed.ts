@@ -31,9 +31,10 @@ const BUNDLED_TERMINFO: Record<string, string> = {
 };
 
 /**
- * Magic number of the legacy terminfo format with 16-bit numbers. ncurses 6.1
- * added a format with 32-bit numbers (magic 01036), used by Debian 12 for
- * xterm-256color, which blessed 0.1.81 misreads without noticing.
+ * Magic number of the legacy terminfo format with 16-bit numbers, the only
+ * format blessed 0.1.81 parses. ncurses 6.1 added the extended number format
+ * (magic 01036, described in term(5)), which Debian 12 uses for xterm-256color
+ * and which blessed misreads without noticing.
  */
 const LEGACY_TERMINFO_MAGIC = 0o432;
 
@@ -69,7 +70,7 @@ export function installTerminfoFallback(): void {
   };
 }
 
-/** The fields of blessed's Tput instance that `createScreen` adjusts; @types/blessed does not declare them. */
+/** The fields of blessed's Tput instance that `createScreen` adjusts, which @types/blessed does not declare. */
 interface TerminalFeatures {
   /** Whether the locale is UTF-8, as blessed detected it from LANG, LANGUAGE, LC_ALL and LC_CTYPE. */
   unicode: boolean;

@@ -14,7 +14,7 @@ export interface CompletionContext {
 export interface Completion {
   line: string;
   cursor: number;
-  /** Every candidate matching the word, for display; empty when nothing matched. */
+  /** Every candidate matching the word, for display. Empty when nothing matched. */
   candidates: string[];
 }
 
@@ -49,7 +49,7 @@ function candidatesFor(words: string[], index: number, prefix: string, context: 
 /**
  * Completes the word that ends at `cursor`: a command name as the first word,
  * a member id after REMOVE and a section after INFO. A single match is
- * completed with a space after it; several matches are extended to their
+ * completed with a space after it, and several matches are extended to their
  * common prefix. Quoted words are left alone.
  */
 export function complete(line: string, cursor: number, context: CompletionContext): Completion {

@@ -26,20 +26,23 @@ const HELP_LINES = [
   "  Ctrl+U / Ctrl+K / Ctrl+W   delete to start / to end / a word",
   "  PgUp / PgDn    scroll the results pane",
   "  Esc            leave the line to scroll the panes: Tab picks",
-  "                 the pane, arrows and PgUp / PgDn scroll,",
-  "                 Esc or Enter returns to the line",
+  "                 events, results or members. Arrows and",
+  "                 PgUp / PgDn scroll. Esc or Enter returns",
   "  ? or q         help or quit, typed on an empty line",
-  "  Ctrl+C         quit; 'clear' empties the results pane",
+  "  Ctrl+C         quit. The command 'clear' empties results",
   "{bold}Members{/bold}  * marks the leader. LAST LOG: index/term of the",
   "  last entry. LAG: entries behind the leader's log, as the leader",
   "  reports it. CONTACT: time since the console's last reply from",
-  "  the member. HEALTH: whether it answered the latest INFO poll.",
+  "  the member. HEALTH: whether it replied to the latest INFO poll.",
   "  A down member's row keeps what it last reported, role in ( ).",
   "",
   "Press any key to close this help.",
 ];
 
-/** Colors of event lines by type; other types use the default color. */
+/** Width of the help box in columns, or of the screen when that is narrower. */
+const HELP_WIDTH = 70;
+
+/** Colors of event lines by type. Other types use the default color. */
 const EVENT_COLORS: Record<string, string> = {
   leader_changed: "green-fg",
   role_changed: "cyan-fg",
@@ -60,6 +63,10 @@ interface KeyEvent {
 }
 
 type Mode = "command" | "scroll";
+
+/** Panes that scroll mode moves through with Tab, in this order. */
+const SCROLL_PANES = ["events", "results", "members"] as const;
+type ScrollPane = (typeof SCROLL_PANES)[number];
 
 function formatEvent(event: ClusterEvent): string {
   const time = event.time.toTimeString().slice(0, 8);
@@ -87,7 +94,7 @@ export class TuiConsole {
   readonly #help: Widgets.BoxElement;
   readonly #editor = new LineEditor();
   #mode: Mode = "command";
-  #scrollPane: "events" | "results" = "events";
+  #scrollPane: ScrollPane = "events";
   /** Value of monitor.eventsRecorded when the event pane was last brought up to date. */
   #eventsShown = 0;
   /** Commands run one after another, so each reply is printed under its command. */
@@ -113,7 +120,8 @@ export class TuiConsole {
       wrap: false,
       scrollable: true,
     });
-    const paneOptions = {
+    // Each pane gets its own style objects, because blessed keeps them and the border color changes per pane.
+    const paneOptions = () => ({
       parent: screen,
       top: 7,
       bottom: 3,
@@ -124,15 +132,15 @@ export class TuiConsole {
       scrollback: PANE_SCROLLBACK,
       scrollbar: { ch: " ", style: { inverse: true } },
       style: { border: {} as { fg?: string } },
-    };
-    this.#events = log({ ...paneOptions, left: 0, width: "55%", label: " Events " });
-    this.#results = log({ ...paneOptions, left: "55%", right: 0, label: " Results " });
+    });
+    this.#events = log({ ...paneOptions(), left: 0, width: "55%", label: " Events " });
+    this.#results = log({ ...paneOptions(), left: "55%", right: 0, label: " Results " });
     this.#commandLine = box({ parent: screen, bottom: 0, left: 0, width: "100%", height: 3, border: "line", tags: true, wrap: false });
     this.#help = box({
       parent: screen,
       top: "center",
       left: "center",
-      width: 70,
+      width: HELP_WIDTH,
       height: HELP_LINES.length + 2,
       border: "line",
       label: " Help ",
@@ -150,7 +158,7 @@ export class TuiConsole {
   run(): Promise<void> {
     return new Promise((resolve) => {
       this.#finish = resolve;
-      // Redraws CONTACT ages and the clock even while nothing else changes.
+      // Redraws the CONTACT ages even while nothing else changes.
       this.#clock = setInterval(() => this.#render(), 1000);
       this.#render();
     });
@@ -175,6 +183,7 @@ export class TuiConsole {
     this.#renderMembers();
     this.#appendEvents();
     this.#renderCommandLine();
+    this.#help.width = Math.min(HELP_WIDTH, Number(this.#screen.width));
     this.#screen.render();
   }
 
@@ -182,7 +191,7 @@ export class TuiConsole {
     const connection = this.#monitor.connection;
     const leader = this.#monitor.leader;
     if (connection === null) {
-      this.#status.setContent(" {red-fg}not connected: no member accepts a connection; retrying{/red-fg}");
+      this.#status.setContent(" {red-fg}not connected: no member accepts a connection, retrying{/red-fg}");
       return;
     }
     const parts = [
@@ -199,8 +208,8 @@ export class TuiConsole {
     const leader = this.#monitor.leader;
     const lines = renderMembersTable(memberRows(this.#monitor.members, leader?.id ?? null, Date.now()), width);
 
-    // The table takes what it needs, up to half of the rows below the status bar and above the command line.
-    const maxHeight = Math.max(4, Math.floor((screenHeight - 4) / 2));
+    // The table takes what it needs but leaves 8 rows to the event and results panes. Scroll mode scrolls the rest.
+    const maxHeight = Math.max(4, screenHeight - 1 - 3 - 8);
     const height = Math.min(lines.length + 2, maxHeight);
     this.#members.height = height;
     this.#members.setContent(lines.join("\n"));
@@ -235,11 +244,25 @@ export class TuiConsole {
         ? " Command: Enter runs, Tab completes, ? help, q quits "
         : " Scrolling: Tab switches pane, arrows scroll, Esc returns ";
     this.#commandLine.setLabel(label);
-    this.#setBorderHighlight(this.#events, this.#mode === "scroll" && this.#scrollPane === "events");
-    this.#setBorderHighlight(this.#results, this.#mode === "scroll" && this.#scrollPane === "results");
+    for (const name of SCROLL_PANES) this.#setBorderHighlight(this.#pane(name), this.#mode === "scroll" && this.#scrollPane === name);
   }
 
-  #setBorderHighlight(pane: Widgets.Log, highlighted: boolean): void {
+  #pane(name: ScrollPane): Widgets.BoxElement {
+    switch (name) {
+      case "events":
+        return this.#events;
+      case "results":
+        return this.#results;
+      case "members":
+        return this.#members;
+      default: {
+        const unexpected: never = name;
+        throw new Error(`unknown pane ${String(unexpected)}`);
+      }
+    }
+  }
+
+  #setBorderHighlight(pane: Widgets.BoxElement, highlighted: boolean): void {
     const style = pane.style as { border?: { fg?: string } };
     style.border = { ...style.border, fg: highlighted ? "yellow" : undefined };
   }
@@ -252,7 +275,7 @@ export class TuiConsole {
       this.#quit();
       return;
     }
-    // blessed reports Enter twice, as "enter" and as "return"; only "enter" is used.
+    // blessed reports Enter twice, as "enter" and as "return", so only "enter" is handled.
     if (key.name === "return") return;
     if (!this.#help.hidden) {
       this.#help.hide();
@@ -335,7 +358,7 @@ export class TuiConsole {
   }
 
   #onScrollKey(ch: string | undefined, key: KeyEvent): void {
-    const pane = this.#scrollPane === "events" ? this.#events : this.#results;
+    const pane = this.#pane(this.#scrollPane);
     switch (key.full) {
       case "escape":
       case "enter":
@@ -350,9 +373,11 @@ export class TuiConsole {
         this.#help.show();
         return;
       case "tab":
-      case "S-tab":
-        this.#scrollPane = this.#scrollPane === "events" ? "results" : "events";
+      case "S-tab": {
+        const step = key.full === "tab" ? 1 : SCROLL_PANES.length - 1;
+        this.#scrollPane = SCROLL_PANES[(SCROLL_PANES.indexOf(this.#scrollPane) + step) % SCROLL_PANES.length];
         return;
+      }
       case "up":
       case "k":
         pane.scroll(-1);
@@ -383,7 +408,7 @@ export class TuiConsole {
     }
   }
 
-  #scrollPage(pane: Widgets.Log, direction: 1 | -1): void {
+  #scrollPage(pane: Widgets.BoxElement, direction: 1 | -1): void {
     pane.scroll(direction * Math.max(1, Number(pane.height) - 3));
   }
 
@@ -428,7 +453,7 @@ export class TuiConsole {
       return;
     }
     if (REJECTED_COMMANDS.has(name)) {
-      this.#printError(`${name} is not available here because it would turn the command connection into a stream; the event pane shows cluster events`);
+      this.#printError(`${name} is not available here, because it would turn the command connection into a stream. The event pane shows cluster events.`);
       this.#render();
       return;
     }

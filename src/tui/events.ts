@@ -4,7 +4,7 @@
 /** Channel that `SUBSCRIBE` joins to receive a node's cluster events. */
 export const CLUSTER_EVENTS_CHANNEL = "cluster-events";
 
-/** Event types a node publishes; the console infers the same types from INFO when it cannot subscribe. */
+/** Event types a node publishes. The console infers the same types from INFO when it cannot subscribe. */
 export const CLUSTER_EVENT_TYPES = [
   "role_changed",
   "leader_changed",
@@ -21,11 +21,11 @@ export type ClusterEventType = (typeof CLUSTER_EVENT_TYPES)[number];
 export type ConsoleEventType = ClusterEventType | "connection";
 
 /**
- * Where an event came from.
+ * Origin of an event.
  * push: the connected node published it on the cluster-events channel.
  * poll: the console inferred it by comparing successive INFO replies, so states
  *   that lasted less than one poll interval are missed.
- * console: the console observed it itself, such as a member not answering INFO.
+ * console: the console observed it itself, such as a member not replying to INFO.
  */
 export type EventSource = "push" | "poll" | "console";
 

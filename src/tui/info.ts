@@ -7,9 +7,9 @@ export interface MemberInfo {
   clientAddr: string;
   voter: boolean;
   leader: boolean;
-  /** Highest log index known to be replicated on the member; only the leader reports it. */
+  /** Highest log index known to be replicated on the member. Only the leader reports it. */
   matchIndex: number | null;
-  /** Leader's last log index minus matchIndex; only the leader reports it. */
+  /** Leader's last log index minus matchIndex. Only the leader reports it. */
   lag: number | null;
 }
 
@@ -19,10 +19,10 @@ export interface NodeInfo {
   clientAddr: string;
   raftAddr: string;
   processId: number | null;
-  /** leader, follower or candidate; a learner (non-voter) reports follower. */
+  /** Role name: leader, follower or candidate. A learner (non-voter) reports follower. */
   role: string;
   term: number;
-  /** Id of the leader this node follows, or null while it knows none. */
+  /** Id of the leader this node follows, or null when it has none. */
   leaderId: string | null;
   commitIndex: number;
   appliedIndex: number;
@@ -36,7 +36,7 @@ export class InfoFormatError extends Error {
   override name = "InfoFormatError";
 }
 
-/** Splits `field:value` lines into a map; `#` section headers and blank lines are skipped. */
+/** Splits `field:value` lines into a map, skipping `#` section headers and blank lines. */
 function parseFields(text: string): Map<string, string> {
   const fields = new Map<string, string>();
   for (const line of text.split(/\r?\n/)) {

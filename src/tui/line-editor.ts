@@ -1,6 +1,6 @@
 // The command line's text, cursor and history, independent of the terminal.
 
-/** Number of history entries kept; the oldest are dropped beyond it. */
+/** Number of history entries kept. The oldest are dropped beyond it. */
 export const MAX_HISTORY = 500;
 
 export class LineEditor {
@@ -78,7 +78,7 @@ export class LineEditor {
     this.#cursor = this.#text.length;
   }
 
-  /** Shows the previous history entry; the line being edited is kept as a draft. */
+  /** Shows the previous history entry, keeping the line being edited as a draft. */
   historyPrevious(): void {
     if (this.#historyIndex === 0) return;
     if (this.#historyIndex === this.#history.length) this.#draft = this.#text;

@@ -15,7 +15,7 @@ export interface MemberRow {
   commitIndex: number | null;
   appliedIndex: number | null;
   lag: number | null;
-  /** Time since the console's latest reply from the member, in ms; null if it never answered. */
+  /** Time since the console's latest reply from the member, in ms, or null if it never replied. */
   contactAgeMs: number | null;
   reachable: boolean | null;
   leader: boolean;
@@ -26,7 +26,7 @@ export function escapeTags(text: string): string {
   return text.replace(/[{}]/g, (brace) => (brace === "{" ? "{open}" : "{close}"));
 }
 
-/** Builds the rows from the monitor's members; `leaderId` is the leader the cluster reports. */
+/** Builds the rows from the monitor's members, marking `leaderId`, the leader the cluster reports. */
 export function memberRows(members: readonly MemberState[], leaderId: string | null, nowMs: number): MemberRow[] {
   return members.map((member) => {
     const info = member.info;
@@ -66,7 +66,7 @@ interface Column {
   header: string;
   value: (row: MemberRow) => string;
   alignRight: boolean;
-  /** Tag markup for a cell, such as the health in red; the text is already padded. */
+  /** Returns the blessed color tag of a cell, such as red-fg for a down member, or null for the default. */
   color?: (row: MemberRow) => string | null;
 }
 
@@ -82,8 +82,11 @@ const RAFT: Column = { header: "RAFT ADDR", value: (row) => row.raftAddr, alignR
 const STATE_COLUMNS: Column[] = [
   {
     header: "ROLE",
-    // The role of a member that stopped answering is its last known one, so it is shown in parentheses.
-    value: (row) => (row.role === null ? "?" : row.reachable === false ? `(${row.role})` : row.role),
+    value: (row) => {
+      if (row.role === null) return "?";
+      // An unreachable member's role is the last one it reported, so it is shown in parentheses.
+      return row.reachable === false ? `(${row.role})` : row.role;
+    },
     alignRight: false,
     color: (row) => (row.role === "candidate" ? "yellow-fg" : null),
   },
@@ -100,9 +103,15 @@ const STATE_COLUMNS: Column[] = [
   { header: "CONTACT", value: (row) => formatAge(row.contactAgeMs), alignRight: true },
   {
     header: "HEALTH",
-    value: (row) => (row.reachable === null ? "?" : row.reachable ? "up" : "down"),
+    value: (row) => {
+      if (row.reachable === null) return "?";
+      return row.reachable ? "up" : "down";
+    },
     alignRight: false,
-    color: (row) => (row.reachable === false ? "red-fg" : row.reachable ? "green-fg" : null),
+    color: (row) => {
+      if (row.reachable === null) return null;
+      return row.reachable ? "green-fg" : "red-fg";
+    },
   },
 ];
 

@@ -1,6 +1,6 @@
 // The console's model of the cluster: it polls every member's INFO, keeps one
 // connection to a node for commands and pushed events, moves that connection
-// to another member when the node stops answering, and records the events.
+// to another member when the node becomes unreachable, and records the events.
 
 import { RespClient, RespClientError } from "../client/client.ts";
 import type { RespValue } from "../protocol/resp.ts";
@@ -18,7 +18,7 @@ export interface MonitorOptions {
   pollTimeoutMs: number;
   /** Maximum time to wait for the reply to a command from the command line, in ms. */
   commandTimeoutMs: number;
-  /** Number of events kept; the oldest are dropped beyond it. */
+  /** Number of events kept. The oldest are dropped beyond it. */
   maxEvents: number;
 }
 
@@ -29,24 +29,24 @@ export const DEFAULT_MONITOR_OPTIONS: Omit<MonitorOptions, "connectAddr"> = {
   maxEvents: 1000,
 };
 
-/** How the console learns about events: pushed by the connected node, or inferred from INFO polls. */
+/** Source of the console's events: pushed by the connected node, or inferred from INFO polls. */
 export type EventFeed = "push" | "polling";
 
-/** One member as the console sees it. */
+/** One member, as the console's polls report it. */
 export interface MemberState {
   id: string;
   clientAddr: string;
   raftAddr: string;
   voter: boolean;
-  /** Latest INFO the member answered; kept while it does not answer. */
+  /** Latest INFO reply of the member, kept while it is unreachable. */
   info: NodeInfo | null;
-  /** Whether the member answered the latest poll; null before its first poll. */
+  /** Whether the member replied to the latest poll, or null before its first poll. */
   reachable: boolean | null;
-  /** Why the latest poll failed, when it did. */
+  /** Reason the latest poll failed, or null after a reply. */
   error: string | null;
   /** Epoch time in ms of the console's latest reply from this member, or null before the first. */
   lastContactMs: number | null;
-  /** Entries the member is behind the leader's log, as the leader reports it; null when the leader did not answer. */
+  /** Entries the member is behind the leader's log, as the leader reports it, or null when the leader did not reply. */
   lag: number | null;
 }
 
@@ -93,7 +93,7 @@ function describeFailure(err: unknown, addr: string): string {
   return message;
 }
 
-/** Sends INFO on `client` and parses the reply; throws an Error naming `addr` when the reply is not INFO text. */
+/** Sends INFO on `client` and parses the reply. Throws an Error naming `addr` when the reply is not INFO text. */
 async function requestInfo(client: RespClient, addr: string, timeoutMs: number): Promise<NodeInfo> {
   const reply = await client.command(["INFO"], { timeoutMs });
   if (reply.type === "error") throw new Error(`INFO to ${addr} failed: ${reply.message}`);
@@ -105,6 +105,8 @@ export class ClusterMonitor {
   readonly #options: MonitorOptions;
   /** Members in the order the cluster reports them. */
   #members = new Map<string, MemberState>();
+  /** Id of the member whose INFO supplied the member list most recently. */
+  #membersSource: string | null = null;
   /** Connections used for INFO polls, by client address. */
   readonly #pollClients = new Map<string, RespClient>();
   #connection: Connection | null = null;
@@ -135,7 +137,7 @@ export class ClusterMonitor {
     return { nodeId: connection.nodeId, addr: connection.addr, feed: connection.subscription === null ? "polling" : "push" };
   }
 
-  /** The leader reported by the members that answered the latest poll. */
+  /** The leader reported by the members that replied to the latest poll. */
   get leader(): LeaderView | null {
     return this.#previous === null ? null : observedLeader(this.#previous);
   }
@@ -144,7 +146,7 @@ export class ClusterMonitor {
     return this.#options.pollIntervalMs;
   }
 
-  /** Recorded events, oldest first; at most `maxEvents` of them. */
+  /** Recorded events, oldest first, at most `maxEvents` of them. */
   get events(): readonly ClusterEvent[] {
     return this.#events;
   }
@@ -169,6 +171,7 @@ export class ClusterMonitor {
     const { connection, info } = await this.#openConnection(addr);
     this.#connection = connection;
     this.#setMembers(info.members);
+    this.#membersSource = info.nodeId;
     this.#applyPoll(connection.nodeId, { info, error: null });
     this.#previous = this.#observe();
     this.#recordConnected(connection, info);
@@ -181,7 +184,7 @@ export class ClusterMonitor {
   async execute(args: readonly (string | Uint8Array)[]): Promise<RespValue> {
     const connection = this.#connection;
     if (connection === null) {
-      throw new Error(`not connected: no member accepts a connection; the console retries every ${this.#options.pollIntervalMs} ms`);
+      throw new Error(`not connected: no member accepts a connection. The console retries every ${this.#options.pollIntervalMs} ms`);
     }
     const reply = await connection.client.command(args, { timeoutMs: this.#options.commandTimeoutMs });
     this.#touch(connection.nodeId);
@@ -211,6 +214,19 @@ export class ClusterMonitor {
 
   async #round(): Promise<void> {
     const started = Date.now();
+    try {
+      await this.#pollAll();
+    } catch (err) {
+      // Keep polling, because a console that stops would show a frozen cluster without saying so.
+      this.#notice(`polling round failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (this.#stopped) return;
+    this.#notify();
+    this.#scheduleRound(Math.max(0, this.#options.pollIntervalMs - (Date.now() - started)));
+  }
+
+  /** Polls every member, records the events that explain the changes and checks the connection. */
+  async #pollAll(): Promise<void> {
     const targets = this.members;
     const results = await Promise.all(targets.map((member) => this.#poll(member.id, member.clientAddr)));
     if (this.#stopped) return;
@@ -226,9 +242,6 @@ export class ClusterMonitor {
     this.#previous = observation;
 
     await this.#checkConnection();
-    if (this.#stopped) return;
-    this.#notify();
-    this.#scheduleRound(Math.max(0, this.#options.pollIntervalMs - (Date.now() - started)));
   }
 
   /**
@@ -281,14 +294,17 @@ export class ClusterMonitor {
     if (member !== undefined) member.lastContactMs = Date.now();
   }
 
-  /** Takes the member list from the connected node, else from the leader, else from any member that answered. */
+  /** Takes the member list from the connected node, else from the leader, else from any member that replied. */
   #updateMembership(): void {
-    const answered = this.members.filter((member) => member.reachable === true && member.info !== null);
+    const replied = this.members.filter((member) => member.reachable === true && member.info !== null);
     const source =
-      answered.find((member) => member.id === this.#connection?.nodeId) ??
-      answered.find((member) => member.info?.role === "leader") ??
-      answered[0];
-    if (source?.info) this.#setMembers(source.info.members);
+      replied.find((member) => member.id === this.#connection?.nodeId) ??
+      replied.find((member) => member.info?.role === "leader") ??
+      replied[0];
+    if (source?.info) {
+      this.#setMembers(source.info.members);
+      this.#membersSource = source.id;
+    }
   }
 
   #setMembers(list: MemberInfo[]): void {
@@ -330,7 +346,6 @@ export class ClusterMonitor {
     for (const member of this.#members.values()) {
       nodes.set(member.id, { id: member.id, clientAddr: member.clientAddr, info: member.info, reachable: member.reachable, error: member.error });
     }
-    const source = this.#connection?.nodeId ?? this.members.find((member) => member.reachable === true)?.id ?? null;
     return {
       members: this.members.map((member) => ({
         id: member.id,
@@ -341,7 +356,7 @@ export class ClusterMonitor {
         matchIndex: null,
         lag: member.lag,
       })),
-      membersSource: source,
+      membersSource: this.#membersSource,
       nodes,
     };
   }
@@ -367,7 +382,7 @@ export class ClusterMonitor {
     this.#connection = null;
   }
 
-  /** Drops the connection when its node stopped answering, then connects to another member or resubscribes. */
+  /** Drops the connection when its node became unreachable, then connects to another member or resubscribes. */
   async #checkConnection(): Promise<void> {
     const connection = this.#connection;
     if (connection !== null) {
@@ -375,22 +390,25 @@ export class ClusterMonitor {
       let lostReason: string | null = null;
       if (connection.client.closed) lostReason = "the connection closed";
       else if (member === undefined) lostReason = `${connection.nodeId} is no longer a member`;
-      else if (member.reachable === false) lostReason = member.error ?? "it does not answer";
+      else if (member.reachable === false) lostReason = member.error ?? "it is unreachable";
 
       if (lostReason === null) {
         if (connection.subscription === null && !connection.subscribeRejected) await this.#subscribe(connection);
         return;
       }
       this.#closeConnection();
-      this.#notice(`lost the connection to ${connection.nodeId} at ${connection.addr} (${lostReason}); trying the other members`);
+      this.#notice(`lost the connection to ${connection.nodeId} at ${connection.addr} (${lostReason}), trying the other members`);
     }
     await this.#connectToAnyMember();
   }
 
-  /** Tries the members that answered the latest poll, the leader first, then the others and the --connect address. */
+  /** Tries the members that replied to the latest poll, the leader first, then the others and the --connect address. */
   async #connectToAnyMember(): Promise<void> {
     const leaderId = this.leader?.id;
-    const rank = (member: MemberState): number => (member.reachable === true ? (member.id === leaderId ? 0 : 1) : member.reachable === null ? 2 : 3);
+    const rank = (member: MemberState): number => {
+      if (member.reachable === true) return member.id === leaderId ? 0 : 1;
+      return member.reachable === null ? 2 : 3;
+    };
     const candidates = this.members.sort((a, b) => rank(a) - rank(b)).map((member) => member.clientAddr);
     if (!candidates.includes(this.#options.connectAddr)) candidates.push(this.#options.connectAddr);
 
@@ -409,12 +427,12 @@ export class ClusterMonitor {
         await this.#subscribe(connection);
         return;
       } catch {
-        // The next candidate may answer; the failure of all of them is reported below.
+        // The next candidate may accept. The failure of all of them is reported below.
       }
     }
     if (!this.#noMemberReported) {
       this.#noMemberReported = true;
-      this.#notice(`no member accepts a connection; retrying every ${this.#options.pollIntervalMs} ms`);
+      this.#notice(`no member accepts a connection, retrying every ${this.#options.pollIntervalMs} ms`);
     }
   }
 
@@ -435,7 +453,7 @@ export class ClusterMonitor {
         this.#notify();
       },
       onClose: () => {
-        // The next round subscribes again, or moves to another member if this one stopped answering.
+        // The next round subscribes again, or moves to another member if this one became unreachable.
         connection.subscription = null;
         this.#notify();
       },
@@ -448,8 +466,8 @@ export class ClusterMonitor {
         if (this.#subscribeRejectionReported) return;
         this.#subscribeRejectionReported = true;
         this.#notice(
-          `${connection.nodeId} does not publish cluster events (${result.message}); ` +
-            `inferring them from INFO every ${this.#options.pollIntervalMs} ms`,
+          `${connection.nodeId} does not publish cluster events (${result.message}), ` +
+            `so they are inferred from INFO every ${this.#options.pollIntervalMs} ms`,
         );
         return;
       }
@@ -464,7 +482,7 @@ export class ClusterMonitor {
       if (connection.subscribeFailed) return;
       connection.subscribeFailed = true;
       const reason = err instanceof Error ? err.message : String(err);
-      this.#notice(`${reason}; inferring events from INFO every ${this.#options.pollIntervalMs} ms until it works`);
+      this.#notice(`${reason}. Events are inferred from INFO every ${this.#options.pollIntervalMs} ms until it works`);
     }
   }
 

@@ -1,7 +1,8 @@
 // A connection subscribed to a node's cluster-events channel.
 //
 // RespClient matches every reply to a command it sent and closes the
-// connection on a reply nobody asked for, so it cannot carry pushed messages.
+// connection on a reply without a pending command, so it cannot carry pushed
+// messages.
 // This connection sends one SUBSCRIBE and then reads messages with the
 // Redis pub/sub framing: `*3 $7 message $14 cluster-events $N <json>`.
 
@@ -12,7 +13,7 @@ import { CLUSTER_EVENTS_CHANNEL, EventFormatError, parseEventPayload, type Clust
 
 export interface SubscriptionHandlers {
   onEvent(event: ClusterEvent): void;
-  /** Called for a message that is not a well-formed cluster event; the subscription stays open. */
+  /** Called for a message that is not a well-formed cluster event. The subscription stays open. */
   onInvalidMessage(problem: string): void;
   /** Called once when the connection closes, unless `close()` closed it. */
   onClose(reason: string): void;
@@ -20,7 +21,7 @@ export interface SubscriptionHandlers {
 
 export type SubscribeResult =
   | { kind: "subscribed"; subscription: EventSubscription }
-  /** The node answered SUBSCRIBE with an error, so it does not publish events. */
+  /** The node replied to SUBSCRIBE with an error, so it does not publish events. */
   | { kind: "unsupported"; message: string };
 
 /** Raised when the subscription could not be set up: connect failure, timeout or an unexpected reply. */
@@ -39,7 +40,7 @@ function describeSocketError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Whether `reply` confirms the subscription: `*3 $9 subscribe $14 cluster-events :1`. */
+/** Returns whether `reply` confirms the subscription: `*3 $9 subscribe $14 cluster-events :1`. */
 function isConfirmation(reply: RespValue): boolean {
   if (reply.type !== "array" || reply.value === null || reply.value.length !== 3) return false;
   const [kind, channel, count] = reply.value;
@@ -52,7 +53,7 @@ export class EventSubscription {
   readonly #parser = new RespReplyParser();
   #socket: Socket<undefined> | null = null;
   #closed = false;
-  /** Settles the pending `open` call with the first reply; null once the subscription is confirmed. */
+  /** Settles the pending `open` call with the first reply, or null once the subscription is confirmed. */
   #onFirstReply: ((reply: RespValue | Error) => void) | null = null;
 
   private constructor(addr: string, handlers: SubscriptionHandlers) {
@@ -94,7 +95,7 @@ export class EventSubscription {
         subscription.close();
         return { kind: "unsupported", message: reply.message };
       }
-      if (!isConfirmation(reply)) throw new SubscribeError(`${addr} answered SUBSCRIBE with an unexpected reply`);
+      if (!isConfirmation(reply)) throw new SubscribeError(`${addr} replied to SUBSCRIBE with an unexpected ${reply.type} reply`);
       return { kind: "subscribed", subscription };
     } catch (err) {
       subscription.close();

@@ -4,23 +4,23 @@
 import type { ClusterEvent } from "./events.ts";
 import type { MemberInfo, NodeInfo } from "./info.ts";
 
-/** What one polling round learned about one member. */
+/** Observation of one member in one polling round. */
 export interface NodeObservation {
   id: string;
   clientAddr: string;
-  /** Latest INFO the member answered, kept from earlier rounds while it does not answer. */
+  /** Latest INFO reply of the member, kept from earlier rounds while it is unreachable. */
   info: NodeInfo | null;
-  /** Whether the member answered INFO in this round; null before its first poll. */
+  /** Whether the member replied to INFO in this round, or null before its first poll. */
   reachable: boolean | null;
-  /** Why the last poll failed, when it did. */
+  /** Reason the last poll failed, or null after a reply. */
   error: string | null;
 }
 
-/** Everything one polling round learned. */
+/** Observation of the whole cluster in one polling round. */
 export interface ClusterObservation {
   /** Membership as the best-informed member reports it. */
   members: MemberInfo[];
-  /** Id of the member whose INFO listed `members`, or null before any member answered. */
+  /** Id of the member whose INFO listed `members`, or null before any member replied. */
   membersSource: string | null;
   nodes: Map<string, NodeObservation>;
 }
@@ -31,8 +31,8 @@ export interface LeaderView {
 }
 
 /**
- * Returns the leader that the members answering this round report for the
- * highest term among them, preferring a member that says it is the leader.
+ * Returns the leader that the members replying this round report for the
+ * highest term among them, preferring a member whose own role is leader.
  */
 export function observedLeader(observation: ClusterObservation): LeaderView | null {
   let maxTerm = -1;
@@ -99,10 +99,10 @@ function reachabilityEvent(before: NodeObservation | undefined, after: NodeObser
   const was = before?.reachable ?? null;
   if (after.reachable === false && was !== false) {
     const reason = after.error === null ? "" : `: ${after.error}`;
-    return { time, node: "console", term: null, type: "peer_unreachable", message: `${after.id} at ${after.clientAddr} does not answer${reason}`, source: "console" };
+    return { time, node: "console", term: null, type: "peer_unreachable", message: `${after.id} at ${after.clientAddr} is unreachable${reason}`, source: "console" };
   }
   if (after.reachable === true && was === false) {
-    return { time, node: "console", term: null, type: "peer_reachable", message: `${after.id} at ${after.clientAddr} answers again`, source: "console" };
+    return { time, node: "console", term: null, type: "peer_reachable", message: `${after.id} at ${after.clientAddr} is reachable again`, source: "console" };
   }
   return null;
 }
@@ -110,7 +110,7 @@ function reachabilityEvent(before: NodeObservation | undefined, after: NodeObser
 function leaderEvent(before: LeaderView | null, after: LeaderView | null, time: Date): ClusterEvent | null {
   if (after === null) {
     if (before === null) return null;
-    return pollEvent(time, before.id, before.term, "leader_changed", `no leader is known any more (was ${before.id} in term ${before.term}); an election may be running`);
+    return pollEvent(time, before.id, before.term, "leader_changed", `no leader is known any more (was ${before.id} in term ${before.term}), so an election may be running`);
   }
   if (before !== null && before.id === after.id && before.term === after.term) return null;
 
@@ -121,8 +121,8 @@ function leaderEvent(before: LeaderView | null, after: LeaderView | null, time: 
 }
 
 /**
- * Returns the events that explain the change from `previous` to `next`, oldest
- * cause first: reachability, restarts and roles, leadership, then membership.
+ * Returns the events that explain the change from `previous` to `next`, in
+ * this order: reachability, restarts and roles, leadership, then membership.
  * With no previous round it returns only reachability events, because there is
  * no earlier state to compare with.
  */
