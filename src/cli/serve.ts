@@ -155,7 +155,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   if (settings.restore !== null) {
     mode = "bootstrap";
     try {
-      await restoreFromBackup(storage, settings.dataDir, settings.restore, { ...self, voter: true }, logger);
+      await restoreFromBackup(storage, settings.dataDir, settings.restore, { ...self, voter: true, incarnation: storage.incarnation() }, logger);
     } catch (err) {
       storage.close();
       throw new UsageError(`cannot restore from ${settings.restore}: ${errorMessage(err)}`);
@@ -167,7 +167,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     mode = "join";
   } else {
     mode = "bootstrap";
-    const clusterId = EchoNode.bootstrap(storage, { ...self, voter: true });
+    const clusterId = EchoNode.bootstrap(storage, { ...self, voter: true, incarnation: storage.incarnation() });
     logger.info("bootstrapped a new one-node cluster", { node: settings.nodeId, cluster: clusterId });
   }
 
@@ -233,6 +233,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
 /** Asks the member at --join-addr to add this node, retrying until --join-timeout-ms. */
 async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logger): Promise<void> {
   const target = settings.joinAddr!;
+  const incarnation = node.incarnation;
   const deadline = Date.now() + settings.joinTimeoutMs;
   let attempt = 0;
   let lastError = "";
@@ -241,7 +242,7 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
     let client: RespClient | null = null;
     try {
       client = await RespClient.connect(target, { timeoutMs: 2000 });
-      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr], {
+      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, incarnation], {
         timeoutMs: Math.max(1000, deadline - Date.now()),
       });
       const joined = parseJoinReply(reply);

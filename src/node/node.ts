@@ -130,6 +130,9 @@ export class EchoNode {
   #lastTerm = 0;
   #lastPeers = "";
   #lastConfigIndex = -1;
+  #lastPeerAddrs = "";
+  /** Whether the newest configuration was committed when peers were last computed. */
+  #lastConfigCommitted = false;
   #persistedTerm = 0;
   /** Hard state as last written to SQLite. */
   #persistedHardState: HardState;
@@ -206,6 +209,11 @@ export class EchoNode {
 
   get clusterId(): string | null {
     return this.#clusterId;
+  }
+
+  /** Random id of this node's data directory, sent with JOIN. */
+  get incarnation(): string {
+    return this.#storage.incarnation();
   }
 
   /**
@@ -341,12 +349,27 @@ export class EchoNode {
     return this.#track(this.#core.propose(encodeCommand(command)));
   }
 
-  /** Adds a member as a learner; it is promoted to voter once caught up. Idempotent. */
+  /**
+   * Adds a member as a learner; it is promoted to voter once caught up.
+   * Repeating a join is a no-op. A known id that joins with a new data
+   * directory (another incarnation) lost its log, so its old membership is
+   * removed first: otherwise the leader would count it as holding entries
+   * it no longer has, and its empty log could vote in a leader that lacks
+   * committed entries.
+   */
   async addMember(member: Omit<Member, "voter">): Promise<void> {
     this.#checkServing();
     const existing = this.member(member.id);
     if (existing) {
-      if (existing.raftAddr === member.raftAddr && existing.clientAddr === member.clientAddr) return;
+      const sameAddresses = existing.raftAddr === member.raftAddr && existing.clientAddr === member.clientAddr;
+      const sameData = member.incarnation === undefined || existing.incarnation === member.incarnation;
+      if (sameAddresses && sameData) return;
+      if (sameAddresses) {
+        this.#logger.warn("member rejoined with a new data directory; replacing its membership", { target: member.id });
+        await this.#changeMembers({ type: "remove", id: member.id });
+        await this.#changeMembers({ type: "add", member });
+        return;
+      }
       throw new NodeError(
         "INVALID",
         `node ${member.id} is already a member with raft address ${existing.raftAddr} and client address ${existing.clientAddr}; REMOVE ${member.id} first to re-add it with new addresses`,
@@ -821,16 +844,28 @@ export class EchoNode {
       this.#lastTerm = term;
     }
     if (leaderId !== null && this.#leaderWaiters.length > 0) this.#expireRequests();
-    if (this.#core.configIndex !== this.#lastConfigIndex) {
+    const configCommitted = this.#core.commitIndex >= this.#core.configIndex;
+    if (this.#core.configIndex !== this.#lastConfigIndex || configCommitted !== this.#lastConfigCommitted) {
       this.#lastConfigIndex = this.#core.configIndex;
+      this.#lastConfigCommitted = configCommitted;
       this.#updatePeers(false);
     }
   }
 
   #updatePeers(force: boolean): void {
     const members = this.#knownMembers();
+    // Until a change is committed, keep talking to members it removes: a
+    // leader that removes itself still needs the acknowledgements that
+    // commit its removal.
+    const committedConfig = this.#core.members.length > 0 ? this.#core.membersAt(Math.max(this.#core.commitIndex, this.#core.log.snapshotIndex)) : [];
+    const peers = new Map<NodeId, string>();
+    for (const member of [...committedConfig, ...members]) {
+      if (member.id !== this.id) peers.set(member.id, member.raftAddr);
+    }
     const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
-    if (!force && key === this.#lastPeers) return;
+    const peersKey = [...peers].map(([id, addr]) => `${id}=${addr}`).join(",");
+    if (!force && key === this.#lastPeers && peersKey === this.#lastPeerAddrs) return;
+    this.#lastPeerAddrs = peersKey;
     if (key !== this.#lastPeers && this.#lastPeers !== "") {
       const list = members.map((member) => `${member.id}${member.voter ? "" : "(learner)"}`).join(",");
       this.#logger.info("membership changed", { members: list });
@@ -843,9 +878,7 @@ export class EchoNode {
       this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes");
     }
     if (isMember) this.#removedLogged = false;
-    this.#transport?.setPeers(
-      members.filter((member) => member.id !== this.id).map((member) => ({ id: member.id, raftAddr: member.raftAddr })),
-    );
+    this.#transport?.setPeers([...peers].map(([id, raftAddr]) => ({ id, raftAddr })));
   }
 
   #fail(err: unknown): void {

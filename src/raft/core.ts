@@ -599,8 +599,16 @@ export class RaftCore {
     }
 
     if (!message.success) {
+      if (message.lastIndex < pr.match) {
+        // The follower's log ends below what it acknowledged: it lost entries
+        // (a torn write or a damaged disk). Replicate them again instead of
+        // waiting for an acknowledgement that can never come. A late
+        // rejection of an old probe lands here too, and costs a resend.
+        pr.match = message.lastIndex;
+      } else if (message.matchIndex < pr.match) {
+        return; // stale rejection of an earlier probe
+      }
       // The follower's log diverges before pr.next: back off to its hint.
-      if (message.matchIndex < pr.match) return; // stale rejection
       pr.state = "probe";
       pr.probeSent = false;
       pr.inflight = [];

@@ -12,6 +12,11 @@ export interface Member {
   clientAddr: string;
   /** Voters count for elections and commit quorums; learners only replicate. */
   voter: boolean;
+  /**
+   * Random id of the member's data directory, created with it. A JOIN under
+   * a known id with another incarnation means the data was wiped.
+   */
+  incarnation?: string;
 }
 
 export type EntryKind = "command" | "config" | "noop";

@@ -4,9 +4,11 @@
 
 import { NodeError } from "../node/errors.ts";
 import type { EchoNode } from "../node/node.ts";
+import type { Member } from "../raft/types.ts";
 import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
 import type { LeaderForwarder } from "./forward.ts";
 import { formatInfo, formatMembers } from "./info.ts";
+import type { RespValue } from "../protocol/resp.ts";
 import { encodeValue, errorReply, NIL, OK } from "./replies.ts";
 
 export interface ServerLimits {
@@ -204,11 +206,12 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
   JOIN: {
     minArgs: 3,
-    maxArgs: 3,
+    maxArgs: 4,
     kind: "admin",
     leaderOnly: true,
-    run: (ctx, [id, raftAddr, clientAddr]) => {
-      const member = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
+    run: (ctx, [id, raftAddr, clientAddr, incarnation]) => {
+      const member: Omit<Member, "voter"> = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
+      if (incarnation !== undefined) member.incarnation = text(incarnation);
       // Reply: the cluster id, then id, raft address and client address of every member.
       return ctx.node.addMember(member).then(() => {
         const parts = [bulk(ctx.node.clusterId ?? "")];
@@ -287,11 +290,12 @@ async function readBarrier(ctx: CommandContext): Promise<void> {
     return;
   }
   if (ctx.forwarded) throw notLeader(ctx);
-  const reply = await ctx.forwarder.forward([Buffer.from("READINDEX")]);
-  if (reply === null) {
+  const forwarded = await ctx.forwarder.forward([Buffer.from("READINDEX")]);
+  if (forwarded === null) {
     await ctx.node.readIndex();
     return;
   }
+  const { reply } = unwrapForwarded(forwarded);
   if (reply.type === "error") throw new NodeError(reply.message.startsWith("TIMEOUT") ? "TIMEOUT" : "NOLEADER", reply.message);
   if (reply.type !== "integer") throw new NodeError("NOLEADER", `unexpected READINDEX reply from the leader: ${reply.type}`);
   await ctx.node.waitForApplied(reply.value);
@@ -330,7 +334,12 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
       }
       if (ctx.forwarded) {
         if (ctx.node.role !== "leader") throw notLeader(ctx);
-        return settle(Promise.resolve(spec.run(ctx, args.slice(1))));
+        // Tell the forwarding follower how far to apply before it answers,
+        // so its client then reads its own write there.
+        const wrapped = Promise.resolve(spec.run(ctx, args.slice(1))).then((reply) =>
+          array([integer(ctx.node.appliedIndex), reply]),
+        );
+        return settle(wrapped);
       }
       return settle(runOnLeader(ctx, spec, args));
     } catch (err) {
@@ -358,10 +367,26 @@ async function runOnLeader(ctx: CommandContext, spec: CommandSpec, args: Buffer[
       if (ctx.node.role === "leader") await Bun.sleep(ctx.forwarder.retryDelayMs);
       continue;
     }
-    const reply = await ctx.forwarder.forward(args);
-    if (reply !== null) return encodeValue(reply);
-    // This node became the leader while looking for one.
+    const forwarded = await ctx.forwarder.forward(args);
+    if (forwarded === null) continue; // this node became the leader while looking for one
+    const { appliedIndex, reply } = unwrapForwarded(forwarded);
+    if (appliedIndex !== null) {
+      // The write is done either way; waiting only makes a later local read see it.
+      await ctx.node.waitForApplied(appliedIndex).catch(() => {});
+    }
+    return encodeValue(reply);
   }
+}
+
+/**
+ * Splits the leader's reply to FORWARDED: on success, an array of the
+ * leader's applied index and the command's own reply; errors come bare.
+ */
+function unwrapForwarded(reply: RespValue): { appliedIndex: number | null; reply: RespValue } {
+  if (reply.type === "array" && reply.value !== null && reply.value.length === 2 && reply.value[0].type === "integer") {
+    return { appliedIndex: reply.value[0].value, reply: reply.value[1] };
+  }
+  return { appliedIndex: null, reply };
 }
 
 function notLeader(ctx: CommandContext): NodeError {

@@ -4,6 +4,7 @@
 // one transaction before any message that depends on it is sent.
 
 import { Database } from "bun:sqlite";
+import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/types.ts";
@@ -138,12 +139,22 @@ export class SqliteStorage {
       this.#db.transaction(() => {
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
         this.#setMeta.run("node_id", nodeId);
+        this.#setMeta.run("incarnation", randomUUID());
       })();
     }
   }
 
   #meta(key: string): string | null {
     return this.#getMeta.get(key)?.value ?? null;
+  }
+
+  /** Random id created with this data directory; a wiped directory gets a new one. */
+  incarnation(): string {
+    const existing = this.#meta("incarnation");
+    if (existing !== null) return existing;
+    const created = randomUUID();
+    this.#setMeta.run("incarnation", created);
+    return created;
   }
 
   /** Cluster id, or null while the node has neither bootstrapped nor joined. */

@@ -88,12 +88,14 @@ function readArray(object: Fields, name: string, path: string): unknown[] {
 
 function readMember(value: unknown, path: string): Member {
   const object = readFields(value, path);
-  return {
+  const member: Member = {
     id: readNodeId(object, "id", path),
     raftAddr: readString(object, "raftAddr", path),
     clientAddr: readString(object, "clientAddr", path),
     voter: readBoolean(object, "voter", path),
   };
+  if (field(object, "incarnation") !== undefined) member.incarnation = readString(object, "incarnation", path);
+  return member;
 }
 
 function readMembers(object: Fields, name: string, path: string): Member[] {

@@ -1,0 +1,129 @@
+// `echokv cli` against a real one-node cluster: one-shot output and exit
+// status, and the shell fed through a pipe and through a pseudo-terminal.
+
+import { describe, expect } from "bun:test";
+import { Cluster, clusterTest, freePort, installClusterHooks, requireBinary, runEchokv, runProgram, sharedFixture } from "../support/cluster.ts";
+
+installClusterHooks();
+
+const singleNode = sharedFixture(async () => {
+  const cluster = new Cluster({ name: "cli", shared: true, tickMs: 20 });
+  const node = cluster.addNode({ joinAddr: null });
+  await cluster.start(node);
+  await cluster.waitForLeader([node]);
+  return { cluster, node };
+});
+
+/** Removes terminal control sequences and carriage returns from pseudo-terminal output. */
+function stripTerminalCodes(text: string): string {
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+}
+
+describe("cli one-shot", () => {
+  clusterTest(
+    "SET prints OK",
+    async () => {
+      const { node } = await singleNode();
+      const result = await runEchokv(["cli", "--connect", node.clientAddr, "SET", "cli_key", "cli value"], { timeoutMs: 10_000 });
+      expect(result.stderr).toBe("");
+      expect(result.stdout).toBe("OK\n");
+      expect(result.exitCode).toBe(0);
+    },
+    20_000,
+  );
+
+  clusterTest(
+    "GET prints the bare value",
+    async () => {
+      const { node } = await singleNode();
+      const set = await runEchokv(["cli", "--connect", node.clientAddr, "SET", "cli_get", "hello world"], { timeoutMs: 10_000 });
+      expect(set.exitCode).toBe(0);
+      const get = await runEchokv(["cli", "--connect", node.clientAddr, "GET", "cli_get"], { timeoutMs: 10_000 });
+      expect(get.stdout).toBe("hello world\n");
+      expect(get.exitCode).toBe(0);
+    },
+    20_000,
+  );
+
+  clusterTest(
+    "GET of missing key prints (nil)",
+    async () => {
+      const { node } = await singleNode();
+      const result = await runEchokv(["cli", "--connect", node.clientAddr, "GET", "cli_never_set"], { timeoutMs: 10_000 });
+      expect(result.stdout).toBe("(nil)\n");
+      expect(result.exitCode).toBe(0);
+    },
+    20_000,
+  );
+
+  clusterTest(
+    "error reply exits non-zero",
+    async () => {
+      const { node } = await singleNode();
+      const unknown = await runEchokv(["cli", "--connect", node.clientAddr, "NOSUCHCOMMAND", "x"], { timeoutMs: 10_000 });
+      expect(unknown.exitCode).not.toBe(0);
+      expect(unknown.timedOut).toBe(false);
+      expect(unknown.stderr).toContain("(error) ERR unknown command");
+      expect(unknown.stdout).toBe("");
+
+      const arity = await runEchokv(["cli", "--connect", node.clientAddr, "GET"], { timeoutMs: 10_000 });
+      expect(arity.exitCode).not.toBe(0);
+      expect(arity.stderr).toContain("wrong number of arguments");
+    },
+    20_000,
+  );
+
+  clusterTest(
+    "connection refused exits non-zero",
+    async () => {
+      requireBinary();
+      // A port that was free a moment ago and that no test server listens on.
+      const port = freePort();
+      const result = await runEchokv(["cli", "--connect", `127.0.0.1:${port}`, "GET", "k"], { timeoutMs: 10_000 });
+      expect(result.timedOut).toBe(false);
+      expect(result.exitCode).not.toBe(0);
+      expect(result.stderr).toContain("connection refused");
+      expect(result.stdout).toBe("");
+    },
+    20_000,
+  );
+});
+
+describe("cli shell", () => {
+  clusterTest(
+    "piped lines get one reply each",
+    async () => {
+      const { node } = await singleNode();
+      const input = 'SET shell_key "two words"\nGET shell_key\nGET shell_missing\nquit\n';
+      const result = await runEchokv(["cli", "--connect", node.clientAddr], { stdin: input, timeoutMs: 10_000 });
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.split("\n")).toEqual(["OK", "two words", "(nil)", ""]);
+    },
+    20_000,
+  );
+
+  clusterTest(
+    "terminal session prints prompt and replies",
+    async () => {
+      const { node } = await singleNode();
+      // `script` runs the shell on a pseudo-terminal, so it behaves as for a person typing.
+      const shellCommand = `${requireBinary()} cli --connect ${node.clientAddr}`;
+      const input = "SET tty_key tty_value\nGET tty_key\nBOGUSCOMMAND\nexit\n";
+      const result = await runProgram(["script", "--quiet", "--return", "--command", shellCommand, "/dev/null"], {
+        stdin: input,
+        timeoutMs: 10_000,
+      });
+      const exitCode = result.exitCode;
+      const stdout = result.stdout;
+
+      const screen = stripTerminalCodes(stdout);
+      expect(exitCode).toBe(0);
+      expect(screen).toContain("> ");
+      const lines = screen.split("\n").map((line) => line.replace(/^(> )+/, ""));
+      expect(lines).toContain("OK");
+      expect(lines).toContain("tty_value");
+      expect(lines.some((line) => line.startsWith("(error) ERR unknown command 'BOGUSCOMMAND'"))).toBe(true);
+    },
+    20_000,
+  );
+});
