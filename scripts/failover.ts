@@ -1,6 +1,7 @@
 // Measures failover time of a three-node cluster with default timing.
 //
-//   bun scripts/failover.ts [--runs 10] [--write-timeout-ms 1000] [--interval-ms 5]
+//   bun scripts/failover.ts [--runs 10] [--signal SIGKILL|SIGTERM] [--write-timeout-ms 1000] [--interval-ms 5]
+//   bun scripts/failover.ts --pause-follower-ms 10000
 //
 // Starts dist/echokv three times on free 127.0.0.1 ports in a temporary
 // directory, and keeps a client writing through the running nodes: a new SET
@@ -10,7 +11,12 @@
 // the killed node and waits until that node has applied everything the
 // leader had committed when it came back. Prints one line per run, then the
 // minimum, median and maximum, and checks that no acknowledged write is
-// missing at the end. Needs `npm run build` first.
+// missing at the end. With --signal SIGTERM the leader is stopped
+// gracefully instead (it hands leadership over first). Each run also
+// reports the longest gap between two acknowledged writes around the stop.
+// --pause-follower-ms instead SIGSTOPs a follower for that long, SIGCONTs
+// it, and reports whether any node's term changed.
+// Needs `npm run build` first.
 
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
@@ -20,6 +26,8 @@ interface Settings {
   runs: number;
   writeTimeoutMs: number;
   intervalMs: number;
+  signal: "SIGKILL" | "SIGTERM";
+  pauseFollowerMs: number;
 }
 
 function parseSettings(): Settings {
@@ -28,6 +36,8 @@ function parseSettings(): Settings {
       runs: { type: "string", default: "10" },
       "write-timeout-ms": { type: "string", default: "1000" },
       "interval-ms": { type: "string", default: "5" },
+      signal: { type: "string", default: "SIGKILL" },
+      "pause-follower-ms": { type: "string", default: "0" },
     },
     strict: true,
   });
@@ -42,7 +52,45 @@ function parseSettings(): Settings {
     runs: wholeNumber("runs", values.runs, 1, 1000),
     writeTimeoutMs: wholeNumber("write-timeout-ms", values["write-timeout-ms"], 10, 60_000),
     intervalMs: wholeNumber("interval-ms", values["interval-ms"], 1, 1000),
+    signal: parseSignal(values.signal),
+    pauseFollowerMs: wholeNumber("pause-follower-ms", values["pause-follower-ms"], 0, 600_000),
   };
+}
+
+function parseSignal(text: string): Settings["signal"] {
+  if (text === "SIGKILL" || text === "SIGTERM") return text;
+  throw new Error(`invalid --signal "${text}": expected SIGKILL or SIGTERM`);
+}
+
+/** Longest time between two consecutive acknowledgements within [from, to], in ms. */
+function longestAckGap(writer: ContinuousWriter, from: number, to: number): number {
+  const acks = writer
+    .acked()
+    .map((outcome) => outcome.ackedAt!)
+    .filter((at) => at >= from && at <= to)
+    .sort((a, b) => a - b);
+  let gap = 0;
+  for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i] - acks[i - 1]);
+  return gap;
+}
+
+/** SIGSTOPs a follower for `pauseMs`, SIGCONTs it, and reports the terms before and after. */
+async function pauseFollower(cluster: Cluster, pauseMs: number): Promise<boolean> {
+  const nodes = await cluster.startCluster(3);
+  const leader = await cluster.waitForLeader(nodes, 15_000);
+  const follower = nodes.find((node) => node !== leader)!;
+  const terms = async () => Promise.all(nodes.map(async (node) => `${node.id}=${(await cluster.info(node)).get("term")}`));
+  const before = await terms();
+  await cluster.kill(follower, "SIGSTOP");
+  await Bun.sleep(pauseMs);
+  await cluster.kill(follower, "SIGCONT");
+  await Bun.sleep(2000);
+  const after = await terms();
+  const newLeader = await cluster.waitForLeader(nodes, 15_000);
+  console.log(`paused ${follower.id} for ${pauseMs} ms; terms before ${before.join(" ")}, after ${after.join(" ")}; leader ${leader.id} -> ${newLeader.id}`);
+  const unchanged = before.join() === after.join() && newLeader === leader;
+  console.log(unchanged ? "no election: terms and leader unchanged" : "the pause caused an election");
+  return unchanged;
 }
 
 function summarize(label: string, samples: number[]): string {
@@ -63,8 +111,13 @@ async function main(): Promise<void> {
 
   const failoverMs: number[] = [];
   const catchUpMs: number[] = [];
+  const gapMs: number[] = [];
   try {
     console.log(`machine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? "unknown model"}`);
+    if (settings.pauseFollowerMs > 0) {
+      if (!(await pauseFollower(cluster, settings.pauseFollowerMs))) process.exitCode = 1;
+      return;
+    }
     const nodes = await cluster.startCluster(3);
     console.log(`cluster of ${nodes.map((node) => node.id).join(", ")} in ${cluster.dir}, default --tick-ms and --election-ticks`);
 
@@ -81,10 +134,14 @@ async function main(): Promise<void> {
         await Bun.sleep(500);
         const leader = await cluster.waitForLeader(cluster.running(), 15_000);
         const killedAt = Date.now();
-        await cluster.kill(leader, "SIGKILL");
+        await cluster.kill(leader, settings.signal);
         const firstAck = await writer.waitForAckSentAfter(killedAt, 30_000);
         const elapsed = firstAck.ackedAt! - killedAt;
         failoverMs.push(elapsed);
+        await leader.exited();
+        await Bun.sleep(1000);
+        const gap = longestAckGap(writer, killedAt - 100, Date.now());
+        gapMs.push(gap);
 
         const newLeader = await cluster.waitForLeader(cluster.running(), 15_000);
         const restartedAt = Date.now();
@@ -94,7 +151,8 @@ async function main(): Promise<void> {
         const caughtUp = Date.now() - restartedAt;
         catchUpMs.push(caughtUp);
         console.log(
-          `run ${run}: killed ${leader.id}, new leader ${newLeader.id}, first acked write via ${firstAck.nodeId} after ${elapsed} ms; ` +
+          `run ${run}: ${settings.signal} ${leader.id}, new leader ${newLeader.id}, first acked write via ${firstAck.nodeId} after ${elapsed} ms, ` +
+            `longest gap between acks ${gap} ms; ` +
             `${leader.id} restarted and applied index ${target} after ${caughtUp} ms`,
         );
       }
@@ -107,7 +165,8 @@ async function main(): Promise<void> {
     const lost = await findLostWrites(leader, acked, "linearizable");
     console.log(`writes: ${writer.outcomes.length} sent, ${acked.length} acknowledged, ${lost.length} acknowledged but missing on ${leader.id}`);
     for (const line of lost.slice(0, 10)) console.log(`  missing: ${line}`);
-    console.log(summarize("time to first acknowledged write after SIGKILL of the leader", failoverMs));
+    console.log(summarize(`time to first acknowledged write after ${settings.signal} of the leader`, failoverMs));
+    console.log(summarize("longest gap between acknowledged writes around the stop", gapMs));
     console.log(summarize("time for the restarted node to catch up", catchUpMs));
     if (lost.length > 0) process.exitCode = 1;
   } catch (err) {

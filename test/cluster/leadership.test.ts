@@ -1,0 +1,140 @@
+// Leadership and membership operations with real processes: TRANSFER, the
+// handover on SIGTERM, a paused follower that must not disturb the cluster,
+// and the answers JOIN gives for repeated and clashing ids.
+
+import { describe, expect } from "bun:test";
+import {
+  Cluster,
+  clusterTest,
+  ContinuousWriter,
+  describeReply,
+  findLostWrites,
+  installClusterHooks,
+  replyText,
+  sendCommand,
+} from "../support/cluster.ts";
+
+installClusterHooks();
+
+/** Longest time between two consecutive acknowledgements in `[from, to]`, in ms. */
+function longestAckGap(writer: ContinuousWriter, from: number, to: number): number {
+  const acks = writer
+    .acked()
+    .map((outcome) => outcome.ackedAt!)
+    .filter((at) => at >= from && at <= to)
+    .sort((a, b) => a - b);
+  let gap = 0;
+  for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i] - acks[i - 1]);
+  return gap;
+}
+
+describe("leadership", () => {
+  clusterTest(
+    "TRANSFER moves leadership to the target",
+    async () => {
+      const cluster = new Cluster({ name: "transfer" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const target = nodes.find((node) => node !== leader)!;
+
+      const reply = await cluster.command(nodes.find((node) => node !== leader && node !== target)!, ["TRANSFER", target.id]);
+      expect(describeReply(reply)).toBe(JSON.stringify(target.id));
+      const info = await cluster.info(target);
+      expect(info.get("role")).toBe("leader");
+      expect(replyText(await cluster.command(leader, ["SET", "after-transfer", "1"]))).toBe("OK");
+
+      const unknown = await cluster.command(target, ["TRANSFER", "node-9"]);
+      expect(unknown.type).toBe("error");
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "SIGTERM of the leader hands over quickly",
+    async () => {
+      const cluster = new Cluster({ name: "sigterm" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const survivors = nodes.filter((node) => node !== leader);
+      const termBefore = Number((await cluster.info(survivors[0])).get("term"));
+
+      const writer = new ContinuousWriter({ targets: () => survivors, prefix: "term-", intervalMs: 5, timeoutMs: 2000 });
+      writer.start();
+      await Bun.sleep(500);
+      const stoppedAt = Date.now();
+      await cluster.kill(leader, "SIGTERM");
+      expect(await leader.exited()).toBe(0);
+      await Bun.sleep(1000);
+      await writer.stop();
+
+      const gap = longestAckGap(writer, stoppedAt - 200, Date.now());
+      // A handover takes a round trip or two; an election would take an election timeout (500 ms or more).
+      expect(gap).toBeLessThan(400);
+      const newLeader = await cluster.waitForLeader(survivors);
+      expect(Number((await cluster.info(newLeader)).get("term"))).toBe(termBefore + 1);
+      expect(await findLostWrites(newLeader, writer.acked())).toEqual([]);
+      expect(leader.log()).toContain("handed leadership over before stopping");
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "paused follower causes no election",
+    async () => {
+      const cluster = new Cluster({ name: "pause" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      const termBefore = (await cluster.info(leader)).get("term");
+
+      await cluster.kill(follower, "SIGSTOP");
+      expect(replyText(await cluster.command(leader, ["SET", "during-pause", "1"]))).toBe("OK");
+      await Bun.sleep(3000);
+      await cluster.kill(follower, "SIGCONT");
+      await cluster.waitForValue(follower, "during-pause", "1", 10_000);
+      await Bun.sleep(1500);
+
+      for (const node of nodes) {
+        const info = await cluster.info(node);
+        expect(`${node.id} term ${info.get("term")} leader ${info.get("leader_id")}`).toBe(
+          `${node.id} term ${termBefore} leader ${leader.id}`,
+        );
+      }
+    },
+    60_000,
+  );
+});
+
+describe("join answers", () => {
+  clusterTest(
+    "repeated JOIN is a no-op",
+    async () => {
+      const cluster = new Cluster({ name: "join-again" });
+      const nodes = await cluster.startCluster(3);
+      const joined = nodes[2];
+      const members = await cluster.memberIds(nodes[0]);
+      const incarnationLess = ["JOIN", joined.id, `127.0.0.1:${joined.raftPort}`, `127.0.0.1:${joined.clientPort}`];
+
+      for (const via of [nodes[0], nodes[1]]) {
+        const reply = await cluster.command(via, incarnationLess);
+        expect(reply.type).toBe("array");
+      }
+      expect(await cluster.memberIds(nodes[0])).toEqual(members);
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "JOIN with a known id elsewhere is rejected",
+    async () => {
+      const cluster = new Cluster({ name: "join-clash" });
+      const nodes = await cluster.startCluster(3);
+      const reply = await sendCommand(`127.0.0.1:${nodes[1].clientPort}`, ["JOIN", nodes[2].id, "127.0.0.1:1", "127.0.0.1:2"]);
+      expect(reply.type).toBe("error");
+      const message = reply.type === "error" ? reply.message : "";
+      expect(message).toContain(`node ${nodes[2].id} is already a member`);
+      expect(message).toContain(`REMOVE ${nodes[2].id}`);
+    },
+    60_000,
+  );
+});
