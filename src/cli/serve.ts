@@ -32,11 +32,11 @@ const serveArgs = {
   "max-key-bytes": { type: "string", description: "Largest accepted key, in bytes", default: String(64 * 1024) },
   "max-value-bytes": { type: "string", description: "Largest accepted value, in bytes", default: String(16 * 1024 * 1024) },
   "max-clients": { type: "string", description: "Maximum simultaneous client connections", default: "10000" },
-  "snapshot-entries": { type: "string", description: "Take a snapshot after this many applied entries", default: "100000" },
+  "snapshot-entries": { type: "string", description: "Take a snapshot after this many applied entries", default: "50000" },
   "snapshot-log-bytes": {
     type: "string",
     description: "Take a snapshot after this many bytes of applied log entries",
-    default: String(64 * 1024 * 1024),
+    default: String(32 * 1024 * 1024),
   },
   restore: { type: "string", description: "Backup file (from 'echokv snapshot save') to start a new one-node cluster from" },
   "read-consistency": {
@@ -111,8 +111,8 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
     maxClients: intFlag(flags["max-clients"], "max-clients", 10_000, 1, 1_000_000),
     logLevel: parseLogLevel(flags["log-level"] ?? "info"),
     readConsistency: parseReadConsistency(flags["read-consistency"] ?? "local"),
-    snapshotEntries: intFlag(flags["snapshot-entries"], "snapshot-entries", 100_000, 10, 1_000_000_000),
-    snapshotLogBytes: intFlag(flags["snapshot-log-bytes"], "snapshot-log-bytes", 64 << 20, 1024, 2 ** 40),
+    snapshotEntries: intFlag(flags["snapshot-entries"], "snapshot-entries", 50_000, 10, 1_000_000_000),
+    snapshotLogBytes: intFlag(flags["snapshot-log-bytes"], "snapshot-log-bytes", 32 << 20, 1024, 2 ** 40),
     restore: flags.restore || null,
   };
 }

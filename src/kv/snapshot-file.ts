@@ -22,7 +22,7 @@ const MAGIC = Buffer.from("EKVSNAP1");
 const END_MARKER = 0xffffffff;
 const FORMAT_VERSION = 1;
 /** Records encoded between two yields to the event loop while writing. */
-const RECORDS_PER_BATCH = 4096;
+const RECORDS_PER_BATCH = 16_384;
 
 export interface SnapshotHeader {
   version: number;

@@ -177,6 +177,8 @@ export class EchoNode {
       appliedIndex,
     });
     this.#lastTerm = this.#core.term;
+    // The stored log reaches back to the previous snapshot; memory needs only what follows the loaded one.
+    if (loaded && loaded.record.meta.lastIndex > (state.logBase?.lastIndex ?? 0)) this.#core.compact(loaded.record.meta.lastIndex);
     this.#transfers = new SnapshotTransfers(this.id, snapshots, this.#logger, {
       send: (message) => this.#transport?.send(message),
       onSendDone: (to, ok) => {
@@ -702,7 +704,10 @@ export class EchoNode {
     this.#lastSnapshotIndex = index;
     this.#logBytesSinceSnapshot = 0;
     const work = this.#snapshots.take(meta, this.store, this.#clusterId ?? "").then(({ record, compactedTo }) => {
-      if (compactedTo && !this.#stopped) this.#core.compact(compactedTo.lastIndex);
+      // SQLite keeps the log back to the previous snapshot, in case this file
+      // turns out damaged at the next start; memory keeps only what follows
+      // the new one. A follower that needs older entries gets this snapshot.
+      if (!this.#stopped) this.#core.compact(index);
       this.#logger.info("snapshot taken", {
         index,
         keys: this.store.size,

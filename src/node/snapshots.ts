@@ -41,10 +41,11 @@ export class ProgressLog {
   }
 
   update(done: number, total: number): void {
-    const percent = total === 0 ? 100 : Math.floor((done / total) * 100);
-    if (percent < this.#nextPercent) return;
+    // Pre-images of keys changed meanwhile can push `done` past `total`.
+    const percent = total === 0 ? 100 : Math.min(100, Math.floor((done / total) * 100));
+    if (percent < this.#nextPercent || this.#nextPercent > 100) return;
     this.#nextPercent = Math.floor(percent / 10) * 10 + 10;
-    this.#report(Math.min(100, percent));
+    this.#report(percent);
   }
 }
 

@@ -728,6 +728,12 @@ export class RaftCore {
   hasLease(): boolean {
     if (this.#role !== "leader" || this.#transferTarget !== null) return false;
     if (!this.#config.checkQuorum || this.log.term(this.#commitIndex) !== this.#term) return false;
+    // A lease read comes from the state machine at once, so the state
+    // machine must hold every committed entry, including writes that a
+    // previous leader acknowledged. An entry that step() just committed
+    // reaches the runtime only with the next ready(), so until then there
+    // is no lease.
+    if (this.#appliedIndex < this.#commitIndex) return false;
     if (this.#quorum() === 1 && this.isVoter()) return true;
     const confirmed = this.#confirmedRound();
     const sentAt = this.#roundSentAt.get(confirmed);

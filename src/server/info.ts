@@ -1,5 +1,6 @@
 // INFO, MEMBERS and LEADER replies, in the Redis `field:value` style.
 
+import { heapStats } from "bun:jsc";
 import type { NodeStatus } from "../node/node.ts";
 
 export const VERSION = "0.1.0";
@@ -20,7 +21,21 @@ function memberLine(status: NodeStatus, index: number): string {
   return `member${index}:${fields.join(",")}`;
 }
 
-/** Formats the INFO reply; `section` filters to one of server, raft, members, keyspace. */
+/** Process memory as Redis-style fields: RSS and the JavaScript heap, in bytes. */
+function memoryLines(): string[] {
+  const usage = process.memoryUsage();
+  const heap = heapStats();
+  return [
+    `used_memory_rss:${usage.rss}`,
+    `js_heap_size:${heap.heapSize}`,
+    `js_heap_capacity:${heap.heapCapacity}`,
+    `js_extra_memory:${heap.extraMemorySize}`,
+    `js_object_count:${heap.objectCount}`,
+    `array_buffers:${usage.arrayBuffers}`,
+  ];
+}
+
+/** Formats the INFO reply; `section` filters to one of server, raft, members, keyspace, memory. */
 export function formatInfo(status: NodeStatus, section: string | null): string {
   const sections: Record<string, string[]> = {
     server: [
@@ -49,6 +64,7 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
       ...status.members.map((_, index) => memberLine(status, index)),
     ],
     keyspace: [`keys:${status.keys}`],
+    memory: memoryLines(),
   };
 
   const names = section === null || section === "all" || section === "everything" ? Object.keys(sections) : [section];
