@@ -534,15 +534,17 @@ export class EchoNode {
 
   #tick(): void {
     if (this.#stopped || this.#failed) return;
-    // Timers stop while the process is paused (SIGSTOP, a long GC, a busy
-    // host). Catch up on the missed ticks so that leases and election timers
-    // see the time that really passed.
+    // Timers stop while the process is paused (SIGSTOP, a long GC, a long
+    // fsync), so the core's tick count falls behind real time. A lease
+    // measured in those ticks would outlive the real one, so a pause ends it.
+    // Missed ticks are not replayed: that would only turn a slow disk into
+    // spurious elections, and a slower clock is the safe direction for
+    // election timers.
     const now = performance.now();
-    const due = Math.floor((now - this.#lastTickAt) / this.#options.tickMs);
-    const ticks = Math.min(Math.max(1, due), this.#options.raftConfig.electionTicks * 2);
+    if (now - this.#lastTickAt > this.#options.tickMs * 2) this.#core.expireLease();
     this.#lastTickAt = now;
     try {
-      for (let i = 0; i < ticks; i++) this.#core.tick();
+      this.#core.tick();
     } catch (err) {
       this.#fail(err);
       return;

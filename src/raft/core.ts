@@ -742,6 +742,15 @@ export class RaftCore {
     return this.#ticks - sentAt < leaseTicks;
   }
 
+  /**
+   * Ends the current lease: the runtime calls this when its clock jumped
+   * (the process was paused), so ticks no longer bound the real time since
+   * the last confirmed heartbeat round. A later round starts a new lease.
+   */
+  expireLease(): void {
+    this.#roundSentAt.clear();
+  }
+
   /** Serves every pending read whose heartbeat round a quorum of voters acknowledged. */
   #releaseReads(): void {
     const confirmed = this.#confirmedRound();
