@@ -67,11 +67,12 @@ describe("leadership", () => {
       await Bun.sleep(1000);
       await writer.stop();
 
-      const gap = longestAckGap(writer, stoppedAt - 200, Date.now());
-      // A handover takes a round trip or two; an election would take an election timeout (500 ms or more).
-      expect(gap).toBeLessThan(400);
+      // Reported, not asserted: the gap depends on the machine's load. The
+      // handover itself is checked through its log line and the single term bump.
+      console.log(`longest gap between acknowledged writes around SIGTERM: ${longestAckGap(writer, stoppedAt - 200, Date.now())} ms`);
       const newLeader = await cluster.waitForLeader(survivors);
       expect(Number((await cluster.info(newLeader)).get("term"))).toBe(termBefore + 1);
+      expect(newLeader.log()).not.toContain("became precandidate");
       expect(await findLostWrites(newLeader, writer.acked())).toEqual([]);
       expect(leader.log()).toContain("handed leadership over before stopping");
     },
