@@ -227,9 +227,25 @@ export class RaftCore {
       return;
     }
     this.#electionElapsed++;
-    if (this.#electionElapsed >= this.#randomizedElectionTicks && this.isVoter()) {
+    if (this.#electionElapsed >= this.#randomizedElectionTicks && this.#mayCampaign()) {
       this.#campaign(this.#config.preVote ? "pre" : "real", false);
     }
+  }
+
+  /**
+   * Returns whether this node may start an election. A node that its newest
+   * configuration leaves out still campaigns while that configuration is
+   * uncommitted and the one before it lists the node as a voter. The voters
+   * of the older configuration may need it to elect anyone, and it refuses
+   * them its vote while their logs lack the newer entry (thesis 4.2.2,
+   * figure 4.6). #countVotes still counts only the newest configuration's
+   * voters, so its own vote does not count.
+   */
+  #mayCampaign(): boolean {
+    if (this.isVoter()) return true;
+    if (this.#configIndex <= this.#commitIndex) return false;
+    const previous = this.log.lastConfigEntry(this.#configIndex - 1)?.members ?? this.#snapshotMembers;
+    return previous.some((member) => member.id === this.id && member.voter);
   }
 
   /** Feeds one message received from a peer. */
@@ -260,7 +276,7 @@ export class RaftCore {
         this.#handleSnapshot(message.from, message.snapshot);
         return;
       case "timeoutNow":
-        if (this.isVoter()) this.#campaign("real", true);
+        if (this.#mayCampaign()) this.#campaign("real", true);
         return;
       case "heartbeat":
         this.#handleHeartbeat(message);
