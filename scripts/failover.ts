@@ -62,18 +62,6 @@ function parseSignal(text: string): Settings["signal"] {
   throw new Error(`invalid --signal "${text}": expected SIGKILL or SIGTERM`);
 }
 
-/** Longest time between two consecutive acknowledgements within [from, to], in ms. */
-function longestAckGap(writer: ContinuousWriter, from: number, to: number): number {
-  const acks = writer
-    .acked()
-    .map((outcome) => outcome.ackedAt!)
-    .filter((at) => at >= from && at <= to)
-    .sort((a, b) => a - b);
-  let gap = 0;
-  for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i] - acks[i - 1]);
-  return gap;
-}
-
 /** SIGSTOPs a follower for `pauseMs`, SIGCONTs it, and reports the terms before and after. */
 async function pauseFollower(cluster: Cluster, pauseMs: number): Promise<boolean> {
   const nodes = await cluster.startCluster(3);
@@ -140,7 +128,7 @@ async function main(): Promise<void> {
         failoverMs.push(elapsed);
         await leader.exited();
         await Bun.sleep(1000);
-        const gap = longestAckGap(writer, killedAt - 100, Date.now());
+        const gap = writer.longestAckGap(killedAt - 100, Date.now());
         gapMs.push(gap);
 
         const newLeader = await cluster.waitForLeader(cluster.running(), 15_000);

@@ -16,18 +16,6 @@ import {
 
 installClusterHooks();
 
-/** Longest time between two consecutive acknowledgements in `[from, to]`, in ms. */
-function longestAckGap(writer: ContinuousWriter, from: number, to: number): number {
-  const acks = writer
-    .acked()
-    .map((outcome) => outcome.ackedAt!)
-    .filter((at) => at >= from && at <= to)
-    .sort((a, b) => a - b);
-  let gap = 0;
-  for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i] - acks[i - 1]);
-  return gap;
-}
-
 describe("leadership", () => {
   clusterTest(
     "TRANSFER moves leadership to the target",
@@ -69,7 +57,7 @@ describe("leadership", () => {
 
       // Reported, not asserted: the gap depends on the machine's load. The
       // handover itself is checked through its log line and the single term bump.
-      console.log(`longest gap between acknowledged writes around SIGTERM: ${longestAckGap(writer, stoppedAt - 200, Date.now())} ms`);
+      console.log(`longest gap between acknowledged writes around SIGTERM: ${writer.longestAckGap(stoppedAt - 200, Date.now())} ms`);
       const newLeader = await cluster.waitForLeader(survivors);
       expect(Number((await cluster.info(newLeader)).get("term"))).toBe(termBefore + 1);
       expect(newLeader.log()).not.toContain("became precandidate");

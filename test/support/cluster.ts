@@ -859,6 +859,17 @@ export class ContinuousWriter {
     return this.outcomes.filter((outcome) => outcome.ackedAt !== null);
   }
 
+  /** Longest time between two consecutive acknowledgements within [from, to], in ms. */
+  longestAckGap(from: number, to: number): number {
+    const acks = this.acked()
+      .map((outcome) => outcome.ackedAt!)
+      .filter((at) => at >= from && at <= to)
+      .sort((a, b) => a - b);
+    let gap = 0;
+    for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i] - acks[i - 1]);
+    return gap;
+  }
+
   /** Returns the acknowledged write sent at or after `time` whose acknowledgement came first. */
   firstAckSentAfter(time: number): WriteOutcome | null {
     let first: WriteOutcome | null = null;
