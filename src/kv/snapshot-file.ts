@@ -209,6 +209,6 @@ export async function loadSnapshotFile(path: string): Promise<{ header: Snapshot
     throw new SnapshotCorruptError(`${path} has no end marker where expected`);
   }
   const count = data.readUInt32BE(end + 4) * 2 ** 32 + data.readUInt32BE(end + 8);
-  if (count !== records) throw new SnapshotCorruptError(`${path} holds ${records} records but its footer says ${count}`);
+  if (count !== records) throw new SnapshotCorruptError(`${path} contains ${records} records but its footer records ${count}`);
   return { header, map, info: { bytes: data.byteLength, records, checksum } };
 }

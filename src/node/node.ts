@@ -355,8 +355,8 @@ export class EchoNode {
    * Adds a member as a learner; it is promoted to voter once caught up.
    * Repeating a join is a no-op. A known id that joins with a new data
    * directory (another incarnation) lost its log, so its old membership is
-   * removed first: otherwise the leader would count it as holding entries
-   * it no longer has, and its empty log could vote in a leader that lacks
+   * removed first. Otherwise the leader would count it as storing entries it
+   * no longer has, and its empty log could help elect a leader that lacks
    * committed entries.
    */
   async addMember(member: Omit<Member, "voter">): Promise<void> {

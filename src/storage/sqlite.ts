@@ -15,7 +15,7 @@ const SCHEMA_VERSION = 1;
 const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
 const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
 
-/** Raised when a data directory cannot be used; the message says why and what to do. */
+/** Raised when a data directory cannot be used; the message gives the reason and the fix. */
 export class StorageError extends Error {
   override name = "StorageError";
 }
@@ -190,7 +190,7 @@ export class SqliteStorage {
     if (entries.length > 0) {
       const expected = (logBase?.lastIndex ?? 0) + 1;
       if (entries[0].index !== expected) {
-        throw new StorageError(`log starts at index ${entries[0].index} but the compaction point says ${expected}; the database is inconsistent`);
+        throw new StorageError(`log starts at index ${entries[0].index} but the compaction point expects ${expected}; the database is inconsistent`);
       }
       for (let i = 1; i < entries.length; i++) {
         if (entries[i].index !== entries[i - 1].index + 1) {
