@@ -121,6 +121,8 @@ export class RaftCore {
 
   /** Number of heartbeat rounds sent; each response echoes the round it answers. */
   #readRound = 0;
+  /** Set when reads wait for a heartbeat round that ready() has not sent yet. */
+  #readRoundPending = false;
   /** Logical time, in ticks since start. */
   #ticks = 0;
   /** Tick at which each unconfirmed heartbeat round was sent, for leader leases. */
@@ -406,6 +408,7 @@ export class RaftCore {
     return (
       this.#broadcastPending ||
       this.#commitBroadcastPending ||
+      this.#readRoundPending ||
       this.#messages.length > 0 ||
       this.#hardStateChanged() ||
       this.log.stableIndex < this.log.lastIndex() ||
@@ -428,6 +431,8 @@ export class RaftCore {
     this.#broadcastPending = false;
     if (this.#commitBroadcastPending && this.#role === "leader") this.#announceCommit();
     this.#commitBroadcastPending = false;
+    if (this.#readRoundPending && this.#role === "leader") this.#broadcastHeartbeat();
+    this.#readRoundPending = false;
 
     const hardState = this.#hardStateChanged() ? this.#hardState() : null;
     const committedTo = Math.min(this.#commitIndex, this.log.lastIndex());
@@ -716,8 +721,9 @@ export class RaftCore {
       return;
     }
     // The next heartbeat round confirms this read once a quorum answers it.
+    // Every read that arrives before the next ready() shares that round.
     this.#pendingReads.push({ id, index: this.#commitIndex, round: this.#readRound + 1 });
-    this.#broadcastHeartbeat();
+    this.#readRoundPending = true;
   }
 
   /** Returns the newest heartbeat round that a quorum of voters (counting this leader) answered. */

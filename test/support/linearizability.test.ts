@@ -513,7 +513,8 @@ describe("random histories", () => {
     expect(result.ok).toBe(false);
     expect(result.timedOut).toBeUndefined();
     expect(result.key).toBe(corrupted?.op.key);
-    expect(ids).toContain(corrupted?.id);
+    expect(corrupted).toBeDefined();
+    expect(ids).toContain(corrupted!.id);
     expect(ids.length).toBeLessThanOrEqual(4);
   });
 

@@ -2,7 +2,7 @@
 // implementation's test file against real listeners on 127.0.0.1.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import type { Message } from "../../src/raft/types.ts";
+import type { PeerMessage } from "../../src/raft/types.ts";
 import { sampleMessages, waitUntil } from "./fixtures.ts";
 import { Harness, heartbeat, sendUntilDelivered } from "./harness.ts";
 import type { TransportFactory } from "./harness.ts";
@@ -21,7 +21,7 @@ export function describeTransportContract(name: string, create: TransportFactory
       await sendUntilDelivered(b, a, heartbeat("b", "a"));
 
       // Once connected, every message type arrives intact on the first send.
-      const messages = sampleMessages().map((msg): Message => ({ ...msg, from: "a", to: "b" }));
+      const messages = sampleMessages().map((msg): PeerMessage => ({ ...msg, from: "a", to: "b" }));
       for (const msg of messages) a.transport.send(msg);
       await waitUntil("all sample messages", () => b.received.length >= 1 + messages.length);
       expect(b.received.slice(1)).toEqual(messages);

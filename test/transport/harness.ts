@@ -2,7 +2,7 @@
 // and logs.
 
 import { createLogger } from "../../src/log.ts";
-import type { Message } from "../../src/raft/types.ts";
+import type { PeerMessage } from "../../src/raft/types.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../../src/transport/transport.ts";
 import type { Transport, TransportOptions } from "../../src/transport/transport.ts";
 import { waitUntil } from "./fixtures.ts";
@@ -14,7 +14,7 @@ export interface TestNode {
   transport: Transport;
   /** "127.0.0.1:port" the node listens on. */
   addr: string;
-  received: Message[];
+  received: PeerMessage[];
   logs: string[];
   /** Cluster id returned to the transport; tests may change it. */
   clusterId: string | null;
@@ -36,7 +36,7 @@ export class Harness {
   async start(id: string, overrides: NodeOverrides = {}): Promise<TestNode> {
     const { clusterId = "cluster-1", ...options } = overrides;
     const logs: string[] = [];
-    const received: Message[] = [];
+    const received: PeerMessage[] = [];
     const settings: Omit<TestNode, "transport"> = { id, addr: "", received, logs, clusterId };
 
     const transport = this.#create({
@@ -68,7 +68,7 @@ export class Harness {
   }
 }
 
-export function heartbeat(from: string, to: string, readRound = 0): Message {
+export function heartbeat(from: string, to: string, readRound = 0): PeerMessage {
   return { type: "heartbeat", from, to, term: 1, commitIndex: 0, readRound };
 }
 
@@ -76,7 +76,7 @@ export function heartbeat(from: string, to: string, readRound = 0): Message {
  * Sends `msg` every 20 ms until `receiver` has a message matching it, because
  * the transport drops messages until the connection is up.
  */
-export async function sendUntilDelivered(sender: TestNode, receiver: TestNode, msg: Message, timeoutMs = 5000): Promise<void> {
+export async function sendUntilDelivered(sender: TestNode, receiver: TestNode, msg: PeerMessage, timeoutMs = 5000): Promise<void> {
   const delivered = () => receiver.received.some((got) => Bun.deepEquals(got, msg));
   const deadline = Date.now() + timeoutMs;
   while (!delivered()) {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { silentLogger } from "../../src/log.ts";
-import type { Message } from "../../src/raft/types.ts";
+import type { PeerMessage } from "../../src/raft/types.ts";
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from "../../src/transport/frame.ts";
 import { DEFAULT_MAX_FRAME_BYTES, TcpTransport } from "../../src/transport/tcp.ts";
 import { describeTransportContract } from "./contract.ts";
@@ -266,7 +266,7 @@ describe("TcpTransport flow control", () => {
   const harness = new Harness((options) => new TcpTransport(options));
   afterEach(() => harness.stopAll());
 
-  function append(index: number, bytes: number): Message {
+  function append(index: number, bytes: number): PeerMessage {
     const data = new Uint8Array(bytes).fill(index % 256);
     return {
       type: "append",
@@ -390,7 +390,7 @@ describe("TcpTransport lifecycle", () => {
       clusterId: () => "cluster-1",
       maxFrameBytes: 0,
       logger: silentLogger,
-      onMessage: (_msg: Message) => {},
+      onMessage: (_msg: PeerMessage) => {},
     };
 
     expect(() => new TcpTransport(options)).toThrow("transport option maxFrameBytes must be a positive integer, got 0");
