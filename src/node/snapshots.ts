@@ -108,6 +108,9 @@ export class SnapshotStore {
 
   /** Writes a snapshot of `store` as of now, records it and compacts the stored log. */
   async take(meta: SnapshotMeta, store: KvStore, clusterId: string): Promise<{ record: SnapshotRecord; compactedTo: SnapshotMeta | null }> {
+    // At most two snapshots on disk, counting the one being written: the
+    // newest stays as the fallback until the new file is recorded.
+    this.#removeFiles(this.#storage.dropOlderSnapshots());
     const file = snapshotFileName(meta);
     const progress = new ProgressLog((percent) => this.#logger.info("writing snapshot", { index: meta.lastIndex, percent }));
     const info = await writeSnapshotFile(this.path(file), { version: 1, ...meta, clusterId }, store, (done, total) =>

@@ -147,7 +147,12 @@ export class RaftCore {
     this.#votedFor = options.hardState.votedFor;
     this.#commitIndex = Math.min(options.hardState.commitIndex, this.log.lastIndex());
     this.#appliedIndex = options.appliedIndex;
-    assert(this.#appliedIndex <= this.#commitIndex || this.#appliedIndex === this.log.snapshotIndex, "applied index above commit index at start");
+    // Only committed entries are ever applied, and the persisted commit index
+    // may lag (it is written lazily), so the applied index raises it.
+    assert(
+      this.#appliedIndex <= this.log.lastIndex(),
+      `applied index ${this.#appliedIndex} at start is beyond the last log index ${this.log.lastIndex()}`,
+    );
     this.#commitIndex = Math.max(this.#commitIndex, this.#appliedIndex);
     this.#persisted = { ...options.hardState };
     this.#snapshotMembers = options.snapshot?.members ?? [];

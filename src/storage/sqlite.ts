@@ -251,6 +251,17 @@ export class SqliteStorage {
     return obsolete;
   }
 
+  /**
+   * Forgets every snapshot but the newest, returning their files. The log
+   * keeps reaching back to the compaction point, which the newest snapshot
+   * covers.
+   */
+  dropOlderSnapshots(): string[] {
+    const [, ...older] = this.snapshots();
+    for (const old of older) this.#db.run("DELETE FROM snapshots WHERE idx = ?", [old.meta.lastIndex]);
+    return older.map((old) => old.file);
+  }
+
   /** Forgets a snapshot whose file turned out to be damaged. */
   dropSnapshot(index: number): void {
     this.#db.run("DELETE FROM snapshots WHERE idx = ?", [index]);

@@ -1,0 +1,54 @@
+// Redis's own tools against a cluster: redis-benchmark's SET and GET tests
+// complete without errors, and redis-cli reads INFO and writes through a
+// follower.
+
+import { describe, expect } from "bun:test";
+import { Cluster, clusterTest, installClusterHooks, replyText, runProgram } from "../support/cluster.ts";
+
+installClusterHooks();
+
+describe("redis tools", () => {
+  clusterTest(
+    "redis-benchmark set and get",
+    async () => {
+      const cluster = new Cluster({ name: "redis-tools" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+
+      for (const node of [leader, follower]) {
+        const run = await runProgram(
+          ["redis-benchmark", "-h", "127.0.0.1", "-p", String(node.clientPort), "-t", "set,get", "-n", "2000", "-c", "16", "-q"],
+          { timeoutMs: 60_000 },
+        );
+        const output = `${run.stdout}\n${run.stderr}`;
+        expect(run.exitCode).toBe(0);
+        expect(output).toMatch(/SET: [\d.]+ requests per second/);
+        expect(output).toMatch(/GET: [\d.]+ requests per second/);
+        expect(output).not.toContain("ERR");
+      }
+      // Without -r, redis-benchmark's SET test writes the fixed key "key:__rand_int__" with a 3-byte value.
+      const written = replyText(await cluster.command(leader, ["GET", "key:__rand_int__"]));
+      expect(written?.length).toBe(3);
+    },
+    120_000,
+  );
+
+  clusterTest(
+    "redis-cli reads INFO and writes via follower",
+    async () => {
+      const cluster = new Cluster({ name: "redis-cli" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      const cli = (...args: string[]) => runProgram(["redis-cli", "-p", String(follower.clientPort), ...args], { timeoutMs: 10_000 });
+
+      const info = await cli("INFO", "raft");
+      expect(info.stdout).toContain("role:follower");
+      expect(info.stdout).toContain(`leader_id:${leader.id}`);
+      expect((await cli("SET", "via-redis-cli", "hello")).stdout.trim()).toBe("OK");
+      expect((await cli("GET", "via-redis-cli")).stdout.trim()).toBe("hello");
+    },
+    60_000,
+  );
+});

@@ -1,0 +1,148 @@
+// Snapshots with real processes: a restart loads the newest snapshot plus the
+// log tail, a follower behind the compaction point catches up by
+// InstallSnapshot, a damaged newest snapshot falls back to the previous one,
+// and a backup restores into a new cluster. Nodes snapshot every 200
+// entries here so that a few thousand writes cross several snapshots.
+
+import { describe, expect } from "bun:test";
+import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv } from "../support/cluster.ts";
+import { RespClient } from "../../src/client/client.ts";
+
+installClusterHooks();
+
+const SNAPSHOT_FLAGS = ["--snapshot-entries", "200"];
+
+/** Writes keys `prefix0..prefix<count-1>` with values `v<i>` through `addr`, pipelined. */
+async function writeKeys(addr: string, prefix: string, count: number): Promise<void> {
+  const client = await RespClient.connect(addr, { timeoutMs: 30_000 });
+  try {
+    const replies = await Promise.all(Array.from({ length: count }, (_, i) => client.command(["SET", `${prefix}${i}`, `v${i}`])));
+    const failed = replies.filter((reply) => reply.type === "error");
+    expect(failed).toEqual([]);
+  } finally {
+    client.close();
+  }
+}
+
+/** Returns the keys among `prefix0..` whose value on `addr` is not `v<i>`. */
+async function wrongKeys(addr: string, prefix: string, count: number): Promise<string[]> {
+  const client = await RespClient.connect(addr, { timeoutMs: 30_000 });
+  try {
+    const replies = await Promise.all(Array.from({ length: count }, (_, i) => client.command(["GET", `${prefix}${i}`])));
+    return replies.flatMap((reply, i) => (replyText(reply) === `v${i}` ? [] : [`${prefix}${i}=${replyText(reply)}`]));
+  } finally {
+    client.close();
+  }
+}
+
+function snapshotFiles(dataDir: string): string[] {
+  return readdirSync(join(dataDir, "snapshots")).filter((name) => name.endsWith(".snap"));
+}
+
+describe("snapshots", () => {
+  clusterTest(
+    "restart loads snapshot and log tail",
+    async () => {
+      const cluster = new Cluster({ name: "snap-restart", extraArgs: SNAPSHOT_FLAGS });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      await writeKeys(leader.clientAddr, "r", 1500);
+      const follower = nodes.find((node) => node !== leader)!;
+      await cluster.waitForValue(follower, "r1499", "v1499", 10_000);
+      expect(snapshotFiles(follower.dataDir).length).toBeGreaterThan(0);
+
+      await cluster.restart(follower, "ping");
+      expect(follower.log()).toContain("loaded snapshot");
+      await cluster.waitForValue(follower, "r1499", "v1499", 10_000);
+      expect(await wrongKeys(follower.clientAddr, "r", 1500)).toEqual([]);
+    },
+    90_000,
+  );
+
+  clusterTest(
+    "lagging follower catches up by snapshot",
+    async () => {
+      const cluster = new Cluster({ name: "snap-install", extraArgs: SNAPSHOT_FLAGS });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      await cluster.kill(follower, "SIGKILL");
+
+      // Enough writes for two snapshots past the follower's log, so the leader compacted what it lacks.
+      await writeKeys(leader.clientAddr, "s", 1200);
+      await cluster.start(follower, "ping");
+      await cluster.waitForValue(follower, "s1199", "v1199", 20_000);
+      expect(leader.log()).toContain(`snapshot transfer finished" peer=${follower.id}`);
+      expect(follower.log()).toContain("installed snapshot from the leader");
+      expect(await wrongKeys(follower.clientAddr, "s", 1200)).toEqual([]);
+    },
+    90_000,
+  );
+
+  clusterTest(
+    "damaged newest snapshot falls back",
+    async () => {
+      const cluster = new Cluster({ name: "snap-damaged", extraArgs: SNAPSHOT_FLAGS });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      // Two snapshots on the follower, with writes between them.
+      await writeKeys(leader.clientAddr, "d", 500);
+      await cluster.waitForValue(follower, "d499", "v499", 10_000);
+      expect((await cluster.command(follower, ["SNAPSHOT"])).type).toBe("array");
+      await writeKeys(leader.clientAddr, "e", 500);
+      await cluster.waitForValue(follower, "e499", "v499", 10_000);
+      expect((await cluster.command(follower, ["SNAPSHOT"])).type).toBe("array");
+      await writeKeys(leader.clientAddr, "f", 50);
+      await cluster.waitForValue(follower, "f49", "v49", 10_000);
+      await cluster.kill(follower, "SIGKILL");
+
+      const files = snapshotFiles(follower.dataDir).sort((a, b) => Number(b.split("-")[1]) - Number(a.split("-")[1]));
+      expect(files.length).toBe(2);
+      appendFileSync(join(follower.dataDir, "snapshots", files[0]), "garbage at the end");
+
+      await cluster.start(follower, "ping");
+      expect(follower.log()).toContain("snapshot unusable; trying an older one");
+      await cluster.waitForValue(follower, "f49", "v49", 10_000);
+      expect(await wrongKeys(follower.clientAddr, "d", 500)).toEqual([]);
+      expect(await wrongKeys(follower.clientAddr, "e", 500)).toEqual([]);
+    },
+    90_000,
+  );
+
+  clusterTest(
+    "backup restores into a new cluster",
+    async () => {
+      const cluster = new Cluster({ name: "snap-backup" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      await writeKeys(leader.clientAddr, "b", 300);
+      const backup = join(cluster.dir, "backup.snap");
+      const saved = await runEchokv(["snapshot", "save", backup, "--connect", nodes[1].clientAddr], { timeoutMs: 30_000 });
+      expect(saved.exitCode).toBe(0);
+      expect(saved.stdout).toContain(`saved snapshot at index`);
+
+      const restored = new Cluster({ name: "snap-restored" });
+      const node = restored.addNode({ id: "restored-1", joinAddr: null, extraArgs: ["--restore", backup] });
+      await restored.start(node);
+      await restored.waitForLeader([node]);
+      expect(await wrongKeys(node.clientAddr, "b", 300)).toEqual([]);
+      expect(replyText(await restored.command(node, ["SET", "after-restore", "1"]))).toBe("OK");
+      expect(await restored.memberIds(node)).toEqual(["restored-1"]);
+
+      // A damaged backup is refused with a clear error.
+      const broken = join(cluster.dir, "broken.snap");
+      writeFileSync(broken, "not a snapshot");
+      const refused = await runEchokv(
+        ["serve", "--node-id", "x", "--data-dir", join(cluster.dir, "x"), "--raft-addr", "127.0.0.1:1", "--restore", broken],
+        { timeoutMs: 10_000 },
+      );
+      expect(refused.exitCode).toBe(2);
+      expect(refused.stderr).toContain("cannot restore from");
+      rmSync(broken);
+    },
+    90_000,
+  );
+});
