@@ -372,6 +372,7 @@ export class EchoNode {
         await this.#changeMembers({ type: "add", member });
         return;
       }
+      // TODO: let a member that restarts with its data on new addresses commit an address change.
       throw new NodeError(
         "INVALID",
         `node ${member.id} is already a member with raft address ${existing.raftAddr} and client address ${existing.clientAddr}; REMOVE ${member.id} first to re-add it with new addresses`,

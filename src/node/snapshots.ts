@@ -99,6 +99,7 @@ export class SnapshotStore {
       }
     }
     if (logBaseIndex > 0) {
+      // TODO: fetch the leader's snapshot instead of refusing to start.
       throw new StorageError(
         `no intact snapshot covers the log compacted up to index ${logBaseIndex}; wipe this data directory and re-add the node (REMOVE it, then start it with --join-addr)`,
       );
