@@ -89,7 +89,7 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
     if (ok) return;
     await Bun.sleep(100);
   }
-  throw new Error(`node on port ${port} did not answer PING within ${timeoutMs} ms`);
+  throw new Error(`node on port ${port} did not respond to PING within ${timeoutMs} ms`);
 }
 
 async function stopAll(signal: string): Promise<void> {

@@ -140,7 +140,7 @@ async function main(): Promise<void> {
         catchUpMs.push(caughtUp);
         console.log(
           `run ${run}: ${settings.signal} ${leader.id}, new leader ${newLeader.id}, first acked write via ${firstAck.nodeId} after ${elapsed} ms, ` +
-            `longest gap between acks ${gap} ms; ` +
+            `maximum gap between acks ${gap} ms; ` +
             `${leader.id} restarted and applied index ${target} after ${caughtUp} ms`,
         );
       }
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
     console.log(`writes: ${writer.outcomes.length} sent, ${acked.length} acknowledged, ${lost.length} acknowledged but missing on ${leader.id}`);
     for (const line of lost.slice(0, 10)) console.log(`  missing: ${line}`);
     console.log(summarize(`time to first acknowledged write after ${settings.signal} of the leader`, failoverMs));
-    console.log(summarize("longest gap between acknowledged writes around the stop", gapMs));
+    console.log(summarize("maximum gap between acknowledged writes around the stop", gapMs));
     console.log(summarize("time for the restarted node to catch up", catchUpMs));
     if (lost.length > 0) process.exitCode = 1;
   } catch (err) {

@@ -10,7 +10,7 @@
 //   3. SIGKILL a follower and restart it: time until it serves every key
 //      from its own map (DBSIZE equals --keys);
 //   4. SIGKILL a follower, wipe its data directory and start it again with
-//      --join-addr: time until it holds every key again (by snapshot);
+//      --join-addr: time until it contains every key again (by snapshot);
 //   5. overwrite random keys for --overwrite-seconds while sampling each
 //      node's data directory size and RSS every 2 s; reports the maximum of
 //      each as a multiple of the live data size (keys * (key + value bytes)).
@@ -103,7 +103,7 @@ async function dbsize(cluster: Cluster, node: ClusterNode): Promise<number> {
   return reply.type === "integer" ? reply.value : -1;
 }
 
-/** Waits until `node` answers DBSIZE with `expected`; returns the elapsed ms since `since`. */
+/** Waits until DBSIZE on `node` returns `expected`; returns the elapsed ms since `since`. */
 async function waitForAllKeys(cluster: Cluster, node: ClusterNode, expected: number, since: number, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {

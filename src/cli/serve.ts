@@ -1,6 +1,6 @@
 // `echokv serve`: runs one node. Without state and without --join-addr it
-// bootstraps a one-node cluster; without state and with --join-addr it asks
-// that member to add it; with state it recovers and ignores --join-addr.
+// bootstraps a one-node cluster. Without state and with --join-addr it sends
+// JOIN to that member. With state it recovers and ignores --join-addr.
 
 import { defineCommand, type ArgsDef } from "citty";
 import { join } from "node:path";
@@ -79,7 +79,12 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
   const listenAddr = normalizeListenAddr(flags["listen-addr"] ?? "127.0.0.1:5379", "listen-addr");
   const raftAddr = normalizeListenAddr(flags["raft-addr"] ?? "127.0.0.1:15379", "raft-addr");
   const joinFlag = flags["join-addr"];
-  const joinAddr = joinFlag ? normalizeListenAddr(joinFlag.startsWith(":") ? `127.0.0.1${joinFlag}` : joinFlag, "join-addr") : null;
+  let joinAddr: string | null = null;
+  if (joinFlag) {
+    // ":port" means this machine: the joining node dials it.
+    const target = joinFlag.startsWith(":") ? `127.0.0.1${joinFlag}` : joinFlag;
+    joinAddr = normalizeListenAddr(target, "join-addr");
+  }
   if (parseHostPort(raftAddr).port === 0) throw new UsageError("--raft-addr needs a fixed port: other nodes dial it");
 
   // Other nodes reach the client port on the raft host when it listens on every interface.

@@ -46,7 +46,7 @@ export class SnapshotCorruptError extends Error {
 /**
  * Writes the store's content, as of the call, to `path`. Yields to the event
  * loop between batches, so writes keep being served while a large map is
- * written; `onProgress` is called with the records written so far.
+ * written. `onProgress` is called with the records written so far.
  */
 export async function writeSnapshotFile(
   path: string,

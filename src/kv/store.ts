@@ -11,8 +11,8 @@ export type ApplyResult = "OK" | number;
  */
 export class KvStore {
   // TODO: a Map of Uint8Array values costs about 326 bytes per key for a
-  // 10-byte key and 100-byte value in Bun, about 3x the data; an
-  // arena-backed table is needed to hold a million keys within 3x.
+  // 10-byte key and 100-byte value in Bun, about 3x the data. Holding a
+  // million keys within 3x needs an arena-backed table.
   #map = new Map<string, Uint8Array>();
   /** Open point-in-time cursor, or null; writes record pre-images into it. */
   #cursor: SnapshotCursor | null = null;

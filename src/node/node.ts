@@ -6,7 +6,7 @@
 //      counts itself once advance() reports its entries durable;
 //   2. hard state, truncation and entries are written in one transaction;
 //   3. every other message (votes, acknowledgements) is sent;
-//   4. committed entries are applied and waiting clients answered;
+//   4. committed entries are applied and waiting clients get their replies;
 //   5. advance() tells the core the batch is durable.
 
 import { randomUUID } from "node:crypto";
@@ -35,7 +35,7 @@ import { rmSync } from "node:fs";
 import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
 import { NodeError } from "./errors.ts";
 
-/** Longest time a commit-index-only change of the hard state waits before it is written. */
+/** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
 
 export interface NodeOptions {
@@ -319,13 +319,13 @@ export class EchoNode {
     return this.#core.role;
   }
 
-  /** Whether the configuration this node holds no longer lists it (it was removed). */
+  /** Whether this node's newest configuration no longer lists it (it was removed). */
   get removed(): boolean {
     const members = this.#core.members;
     return members.length > 0 && !members.some((member) => member.id === this.id);
   }
 
-  /** The leader as this node currently knows it, or null during an election. */
+  /** Returns the leader this node currently follows, or null during an election. */
   leader(): Member | null {
     const leaderId = this.#core.leaderId;
     if (leaderId === null) return null;
@@ -433,7 +433,7 @@ export class EchoNode {
     throw new NodeError("TIMEOUT", `leadership transfer to ${chosen} did not finish in time; this node is still the leader`);
   }
 
-  /** Whether this leader's lease lets it serve a read from its own map right now. */
+  /** Returns whether this leader's lease lets it serve a read from its own map right now. */
   hasLease(): boolean {
     // After a pause the core's tick count lags real time until the next tick catches it up.
     if (performance.now() - this.#lastTickAt > this.#options.tickMs * 2) return false;
@@ -620,7 +620,7 @@ export class EchoNode {
    * of the commit index alone is not worth an fsync: it is written with the
    * next batch, or by the tick after COMMIT_PERSIST_DELAY_MS. A persisted
    * commit index that lags is safe; it only means a restarted node applies
-   * the tail once the leader tells it the commit index again.
+   * the tail once the leader sends it the commit index again.
    */
   #persist(ready: Ready): void {
     let hardState = ready.hardState;
@@ -708,8 +708,8 @@ export class EchoNode {
     this.#logBytesSinceSnapshot = 0;
     const work = this.#snapshots.take(meta, this.store, this.#clusterId ?? "").then(({ record, compactedTo }) => {
       // SQLite keeps the log back to the previous snapshot, in case this file
-      // turns out damaged at the next start; memory keeps only what follows
-      // the new one. A follower that needs older entries gets this snapshot.
+      // turns out damaged at the next start. Memory keeps only what follows
+      // the new one, and a follower that needs older entries gets this snapshot.
       if (!this.#stopped) this.#core.compact(index);
       this.#logger.info("snapshot taken", {
         index,
@@ -727,7 +727,7 @@ export class EchoNode {
     return work;
   }
 
-  /** The newest snapshot on disk, for backups. */
+  /** Returns the newest snapshot on disk, for backups. */
   newestSnapshot(): SnapshotRecord | null {
     return this.#snapshots.newest();
   }

@@ -17,7 +17,7 @@ import { StorageError } from "../storage/sqlite.ts";
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Chunks sent ahead of the receiver's acknowledgements. */
 const SNAPSHOT_WINDOW_CHUNKS = 4;
-/** Reason of an acknowledgement that asks the sender to go back to the receiver's position. */
+/** Reason of an acknowledgement that requests a resend from the receiver's position. */
 const RESEND = "resend";
 /** A transfer with no acknowledgement for this long is abandoned and retried. */
 const SNAPSHOT_STALL_MS = 10_000;
@@ -71,8 +71,8 @@ export class SnapshotStore {
 
   /**
    * Loads the newest snapshot whose file is intact. A damaged file is renamed
-   * to *.corrupt and forgotten, and the previous snapshot is tried; the log
-   * still holds every entry after that one. Throws when no usable snapshot
+   * to *.corrupt and forgotten, and the previous snapshot is tried, because
+   * the log still contains every entry after that one. Throws when no usable snapshot
    * covers the compaction point, because the state cannot be rebuilt then.
    */
   async loadNewestValid(logBaseIndex: number): Promise<LoadedSnapshot | null> {

@@ -46,7 +46,7 @@ interface Progress {
   probeSent: boolean;
   /** Last indexes of appends sent and not yet acknowledged, oldest first. */
   inflight: number[];
-  /** Whether the peer answered anything since the last quorum check. */
+  /** Whether any response from the peer arrived since the last quorum check. */
   recentActive: boolean;
   /** Highest read-index round the peer acknowledged. */
   readRound: number;
@@ -119,7 +119,7 @@ export class RaftCore {
   /** Set when the commit index moved; followers not sent anything else get a heartbeat carrying it. */
   #commitBroadcastPending = false;
 
-  /** Number of heartbeat rounds sent; each response echoes the round it answers. */
+  /** Number of heartbeat rounds sent. Each response echoes the round it replies to. */
   #readRound = 0;
   /** Set when reads wait for a heartbeat round that ready() has not sent yet. */
   #readRoundPending = false;
@@ -389,7 +389,7 @@ export class RaftCore {
 
   /**
    * Reports the end of a snapshot transfer to `to`. On failure the peer goes
-   * back to probing, which asks for a snapshot again on the next heartbeat.
+   * back to probing, which requests a snapshot again on the next heartbeat.
    */
   reportSnapshot(to: NodeId, ok: boolean): void {
     const pr = this.#progress.get(to);
@@ -725,7 +725,7 @@ export class RaftCore {
       this.#readyReads.push({ id, index: this.#commitIndex });
       return;
     }
-    // The next heartbeat round confirms this read once a quorum answers it.
+    // The next heartbeat round confirms this read once a quorum responds to it.
     // Every read that arrives before the next ready() shares that round.
     this.#pendingReads.push({ id, index: this.#commitIndex, round: this.#readRound + 1 });
     this.#readRoundPending = true;
@@ -749,8 +749,8 @@ export class RaftCore {
    * tick T, and each of them will refuse votes until a full election timeout
    * after receiving it, so no other leader can exist before T plus that
    * timeout. The lease ends earlier to absorb a tick of rounding at each end
-   * and 10% clock drift. A follower that crashes and restarts forgets its
-   * leader and may vote earlier, which voids the guarantee, as in etcd.
+   * and 10% clock drift. A follower that crashes and restarts loses track
+   * of its leader and may vote earlier, which voids the guarantee.
    */
   hasLease(): boolean {
     if (this.#role !== "leader" || this.#transferTarget !== null) return false;
@@ -965,8 +965,9 @@ export class RaftCore {
   }
 
   #handleVoteResponse(message: VoteResponse): void {
-    const expected = this.#role === "precandidate" ? true : this.#role === "candidate" ? false : null;
-    if (expected === null || message.preVote !== expected) return;
+    if (this.#role !== "precandidate" && this.#role !== "candidate") return;
+    // A pre-candidate counts only pre-vote responses, a candidate only real ones.
+    if (message.preVote !== (this.#role === "precandidate")) return;
     if (!this.isVoter(message.from)) return;
     this.#votes.set(message.from, message.granted);
 

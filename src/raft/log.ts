@@ -74,7 +74,7 @@ export class RaftLog {
     return out;
   }
 
-  /** Whether a log ending at (lastIndex, lastTerm) is at least as up to date as this one. */
+  /** Returns whether a log ending at (lastIndex, lastTerm) is at least as up to date as this one. */
   isUpToDate(lastIndex: number, lastTerm: number): boolean {
     const myTerm = this.lastTerm();
     return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());

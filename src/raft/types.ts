@@ -83,7 +83,7 @@ export interface VoteRequest extends Envelope {
   type: "vote";
   lastIndex: number;
   lastTerm: number;
-  /** Pre-vote (thesis 9.6): asks whether a vote would be granted at `term`, changes nothing. */
+  /** Pre-vote (thesis 9.6): requests whether a vote would be granted at `term`, and changes nothing. */
   preVote: boolean;
   /** Set by a leadership transfer so that voters skip the leader-stickiness check. */
   transfer: boolean;
@@ -138,7 +138,7 @@ export type MessageType = Message["type"];
 
 /**
  * One piece of a snapshot body streamed from the leader's runtime to a
- * follower's. The core never sees these; the follower's runtime delivers an
+ * follower's. The core never receives these, because the follower's runtime delivers an
  * InstallSnapshotRequest to its core once the body is complete and verified.
  */
 export interface SnapshotChunk extends Envelope {

@@ -1,6 +1,6 @@
 // The command table of the client port. Each command declares its arity and
-// whether it must run on the leader; leader commands received by a follower
-// are forwarded, so clients may talk to any member.
+// whether it must run on the leader. A follower forwards leader commands, so
+// clients may talk to any member.
 
 import { NodeError } from "../node/errors.ts";
 import type { EchoNode } from "../node/node.ts";
@@ -83,7 +83,7 @@ async function settle(promise: Promise<Buffer>): Promise<Buffer> {
   }
 }
 
-/** Whether a failure means "ask whoever leads now", as opposed to a final answer. */
+/** Returns whether a failure means "retry on whoever leads now", as opposed to a final result. */
 function isLeadershipError(err: unknown): boolean {
   return err instanceof NodeError && (err.code === "NOTLEADER" || err.code === "NOLEADER");
 }
@@ -237,7 +237,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       ctx.node.transferLeadership(target === undefined ? null : text(target)).then((id) => bulk(id)),
   },
 
-  // Commands that Redis tools send on connect; answered so they work unchanged.
+  // Commands that Redis tools send on connect, with minimal replies so the tools work unchanged.
   COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
   CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
   CLIENT: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => OK },
@@ -280,9 +280,9 @@ function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
 }
 
 /**
- * Waits until this node may serve a linearizable read: on the leader through
- * read-index; on a follower by asking the leader for its read index and
- * waiting until this node has applied it.
+ * Waits until this node may serve a linearizable read. The leader uses
+ * read-index. A follower requests the leader's read index and waits until
+ * it has applied that index itself.
  */
 async function readBarrier(ctx: CommandContext): Promise<void> {
   if (ctx.node.role === "leader") {
@@ -315,8 +315,8 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
 
   const spec = COMMANDS[name];
   if (!spec) {
-    const shown = text(args[0]).slice(0, 64);
-    return { kind: "read", reply: () => error(`ERR unknown command '${shown}', with args beginning with: ${describeArgs(args)}`) };
+    const commandName = text(args[0]).slice(0, 64);
+    return { kind: "read", reply: () => error(`ERR unknown command '${commandName}', with args beginning with: ${describeArgs(args)}`) };
   }
   const count = args.length - 1;
   if (count < spec.minArgs || count > spec.maxArgs) {
@@ -334,7 +334,7 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandSp
       }
       if (ctx.forwarded) {
         if (ctx.node.role !== "leader") throw notLeader(ctx);
-        // Tell the forwarding follower how far to apply before it answers,
+        // Tell the forwarding follower how far to apply before it replies,
         // so its client then reads its own write there.
         const wrapped = Promise.resolve(spec.run(ctx, args.slice(1))).then((reply) =>
           array([integer(ctx.node.appliedIndex), reply]),

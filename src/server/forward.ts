@@ -1,6 +1,6 @@
 // Forwarding of writes and membership commands from a follower to the leader.
 // A forwarded command travels as `FORWARDED <command...>` on the leader's
-// client port; the receiver runs it only if it is the leader itself, so a
+// client port. The receiver runs it only if it is the leader itself, so a
 // command never bounces between two followers.
 
 import { RespClient } from "../client/client.ts";
@@ -31,7 +31,7 @@ export class LeaderForwarder {
   /**
    * Sends `args` to the current leader and returns its reply, or null when
    * this node became the leader meanwhile and should run the command itself.
-   * A timeout leaves the outcome of a write unknown, and the error says so.
+   * A timeout leaves the outcome of a write unknown, and the error states that.
    */
   async forward(args: Buffer[]): Promise<RespValue | null> {
     const deadline = Date.now() + this.timeoutMs;
@@ -49,7 +49,7 @@ export class LeaderForwarder {
         this.#drop(leader.clientAddr);
         const message = err instanceof Error ? err.message : String(err);
         if ((err as { code?: string }).code === "TIMEOUT") {
-          throw new NodeError("TIMEOUT", `the leader ${leader.id} did not answer in time; the outcome is unknown`);
+          throw new NodeError("TIMEOUT", `the leader ${leader.id} did not respond in time; the outcome is unknown`);
         }
         lastError = `leader ${leader.id} at ${leader.clientAddr} is unreachable: ${message}`;
         await Bun.sleep(this.retryDelayMs);

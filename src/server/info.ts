@@ -80,7 +80,8 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
 /** One line per member, as MEMBERS returns them. */
 export function formatMembers(status: NodeStatus): string[] {
   return status.members.map((member) => {
-    const role = member.id === status.leaderId ? "leader" : member.voter ? "voter" : "learner";
+    let role = member.voter ? "voter" : "learner";
+    if (member.id === status.leaderId) role = "leader";
     return `${member.id} raft=${member.raftAddr} client=${member.clientAddr} ${role}`;
   });
 }

@@ -1,5 +1,5 @@
-// The RESP listener of the client port. Commands of one connection are
-// answered in the order they arrived. Writes start as soon as they are
+// The RESP listener of the client port. Replies to the commands of one
+// connection go out in the order the commands arrived. Writes start as soon as they are
 // parsed, so a pipelining client fills the replication pipeline; a read or
 // admin command waits until every earlier command of its connection has
 // finished, so it observes that connection's own writes.
@@ -68,8 +68,8 @@ export class RespServer {
     this.#logger = options.logger;
     this.#forwarder = new LeaderForwarder(options.node, options.logger, options.requestTimeoutMs, options.retryDelayMs);
     this.#context = { node: options.node, forwarder: this.#forwarder, limits: options.limits, forwarded: false };
-    // The parser accepts bulk strings up to twice the value limit so that a
-    // moderately oversized value gets a TOOLARGE error naming the limit; a
+    // The parser accepts bulk strings up to twice the value limit, so that a
+    // moderately oversized value gets a TOOLARGE error naming the limit. A
     // larger announced length is a protocol error and closes the connection.
     this.#parserLimits = {
       maxBulkBytes: Math.max(options.limits.maxValueBytes, options.limits.maxKeyBytes) * 2,

@@ -29,7 +29,7 @@ export interface PersistedState {
   snapshots: SnapshotRecord[];
 }
 
-/** A snapshot file the database knows of; the file lives in the snapshots/ directory. */
+/** A snapshot file recorded in the database; the file is in the snapshots/ directory. */
 export interface SnapshotRecord {
   meta: SnapshotMeta;
   /** File name inside the snapshots directory. */

@@ -30,8 +30,8 @@ const DECODE_OPTIONS: DecodeOptions = {
  * Encodes `value` as one frame: the header, then the body. Throws if cborg
  * cannot encode the value or the body exceeds 4 GiB.
  *
- * cborg's `encode` takes a direct path that skips building a token tree;
- * `encodedLength` does not, and measuring first cost more CPU than copying
+ * cborg's `encode` takes a direct path that skips building a token tree,
+ * but `encodedLength` does not. Measuring first cost more CPU than copying
  * the body once behind the header.
  */
 export function encodeFrame(value: unknown): Uint8Array {

@@ -1,6 +1,6 @@
-// Read consistency levels against real processes. A leader that was paused
-// (SIGSTOP) while the others elected a new leader and took a write must not
-// serve the old value at `linearizable` or `lease` once it resumes: it
+// Read consistency levels against real processes. A leader is paused
+// (SIGSTOP) while the others elect a new leader and take a write. Once it
+// resumes, it must not serve the old value at `linearizable` or `lease`. It
 // returns the new value (after learning it) or an error, never the old one.
 
 import { describe, expect } from "bun:test";

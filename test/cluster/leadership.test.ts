@@ -1,6 +1,6 @@
 // Leadership and membership operations with real processes: TRANSFER, the
 // handover on SIGTERM, a paused follower that must not disturb the cluster,
-// and the answers JOIN gives for repeated and clashing ids.
+// and the replies to JOIN for repeated and clashing ids.
 
 import { describe, expect } from "bun:test";
 import {
@@ -57,7 +57,7 @@ describe("leadership", () => {
 
       // Reported, not asserted: the gap depends on the machine's load. The
       // handover itself is checked through its log line and the single term bump.
-      console.log(`longest gap between acknowledged writes around SIGTERM: ${writer.longestAckGap(stoppedAt - 200, Date.now())} ms`);
+      console.log(`maximum gap between acknowledged writes around SIGTERM: ${writer.longestAckGap(stoppedAt - 200, Date.now())} ms`);
       const newLeader = await cluster.waitForLeader(survivors);
       expect(Number((await cluster.info(newLeader)).get("term"))).toBe(termBefore + 1);
       expect(newLeader.log()).not.toContain("became precandidate");

@@ -1,8 +1,8 @@
-// Snapshots with real processes: a restart loads the newest snapshot plus the
-// log tail, a follower behind the compaction point catches up by
-// InstallSnapshot, a damaged newest snapshot falls back to the previous one,
-// and a backup restores into a new cluster. Nodes snapshot every 200
-// entries here so that a few thousand writes cross several snapshots.
+// Snapshots with real processes. A restart loads the newest snapshot plus the
+// log tail. A follower behind the compaction point catches up by
+// InstallSnapshot. A damaged newest snapshot falls back to the previous one.
+// A backup restores into a new cluster. Nodes snapshot every 200 entries
+// here, so that a few thousand writes cross several snapshots.
 
 import { describe, expect } from "bun:test";
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -135,12 +135,12 @@ describe("snapshots", () => {
       // A damaged backup is refused with a clear error.
       const broken = join(cluster.dir, "broken.snap");
       writeFileSync(broken, "not a snapshot");
-      const refused = await runEchokv(
+      const rejected = await runEchokv(
         ["serve", "--node-id", "x", "--data-dir", join(cluster.dir, "x"), "--raft-addr", "127.0.0.1:1", "--restore", broken],
         { timeoutMs: 10_000 },
       );
-      expect(refused.exitCode).toBe(2);
-      expect(refused.stderr).toContain("cannot restore from");
+      expect(rejected.exitCode).toBe(2);
+      expect(rejected.stderr).toContain("cannot restore from");
       rmSync(broken);
     },
     90_000,

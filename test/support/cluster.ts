@@ -859,7 +859,7 @@ export class ContinuousWriter {
     return this.outcomes.filter((outcome) => outcome.ackedAt !== null);
   }
 
-  /** Longest time between two consecutive acknowledgements within [from, to], in ms. */
+  /** Returns the maximum time between two consecutive acknowledgements within [from, to], in ms. */
   longestAckGap(from: number, to: number): number {
     const acks = this.acked()
       .map((outcome) => outcome.ackedAt!)
