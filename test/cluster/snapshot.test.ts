@@ -74,7 +74,8 @@ describe("snapshots", () => {
       await writeKeys(leader.clientAddr, "s", 1200);
       await cluster.start(follower, "ping");
       await cluster.waitForValue(follower, "s1199", "v1199", 20_000);
-      expect(leader.log()).toContain(`snapshot transfer finished" peer=${follower.id}`);
+      // The follower applies the snapshot before the leader reads its last acknowledgement.
+      await leader.waitForLog(`snapshot transfer finished" peer=${follower.id}`);
       expect(follower.log()).toContain("installed snapshot from the leader");
       expect(await wrongKeys(follower.clientAddr, "s", 1200)).toEqual([]);
     },

@@ -497,6 +497,15 @@ export class ClusterNode {
   log(): string {
     return existsSync(this.logPath) ? readFileSync(this.logPath, "utf8") : "";
   }
+
+  /**
+   * Waits until the log file contains `text`. Use it for lines another
+   * process writes after the event the test observed, such as a leader
+   * logging a finished transfer after its follower already applied it.
+   */
+  async waitForLog(text: string, timeoutMs = 5000): Promise<void> {
+    await waitFor(`"${text}" in the log of ${this.id}`, () => this.log().includes(text), { timeoutMs });
+  }
 }
 
 const liveClusters = new Set<Cluster>();
