@@ -169,7 +169,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "read",
     leaderOnly: false,
-    run: (ctx, keys) => integer(keys.filter((key) => ctx.node.store.get(key) !== undefined).length),
+    run: (ctx, keys) => integer(keys.filter((key) => ctx.node.store.has(key)).length),
   },
   DBSIZE: { minArgs: 0, maxArgs: 0, kind: "read", leaderOnly: false, run: (ctx) => integer(ctx.node.store.size) },
 
@@ -237,6 +237,18 @@ const COMMANDS: Record<string, CommandSpec> = {
       ctx.node.transferLeadership(target === undefined ? null : text(target)).then((id) => bulk(id)),
   },
 
+  MEMORY: {
+    minArgs: 1,
+    maxArgs: 1,
+    kind: "admin",
+    leaderOnly: false,
+    run: (_ctx, [sub]) => {
+      if (text(sub).toUpperCase() !== "PURGE") return error("ERR unknown MEMORY subcommand; EchoKV supports MEMORY PURGE");
+      // A full garbage collection, which also returns free pages to the system.
+      Bun.gc(true);
+      return OK;
+    },
+  },
   // Commands that Redis tools send on connect, with minimal replies so the tools work unchanged.
   COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
   CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },

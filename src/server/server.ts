@@ -28,6 +28,7 @@ export interface ServerOptions {
 
 /** Output bytes a slow reader may leave unread before its connection is closed. */
 const MAX_OUTPUT_BUFFER_BYTES = 256 * 1024 * 1024;
+const settled = () => undefined;
 
 interface Slot {
   reply: Buffer | null;
@@ -190,7 +191,10 @@ export class RespServer {
       (buffer) => buffer,
       (err: unknown) => error(`ERR internal error: ${errorMessage(err)}`),
     );
-    conn.tail = Promise.all([conn.tail, done]);
+    // Settles once every earlier command and this one have. It must not
+    // resolve to their results: a chain of Promise.all values would keep
+    // every reply of the connection reachable until it closes.
+    conn.tail = Promise.all([conn.tail, done]).then(settled);
     done.then((buffer) => {
       slot.reply = buffer;
       conn.pending--;
