@@ -9,20 +9,21 @@
 //   u32 CRC-32 of every byte before it
 //
 // A file is written under a temporary name, fsynced, then renamed, so a
-// crash leaves either the old set of files or the new one. A key may appear
-// in two records, with the same value (see SnapshotCursor); readers keep the
-// last record of each key.
+// crash leaves either the old set of files or the new one. Readers keep the
+// last record of a key that appears twice.
 
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { Member } from "../raft/types.ts";
-import type { KvStore } from "./store.ts";
+import { KvStore } from "./store.ts";
 
 const MAGIC = Buffer.from("EKVSNAP1");
 const END_MARKER = 0xffffffff;
 const FORMAT_VERSION = 1;
-/** Records encoded between two yields to the event loop while writing. */
-const RECORDS_PER_BATCH = 16_384;
+/** Bytes of records encoded between two yields to the event loop while writing. */
+const WRITE_BATCH_BYTES = 1 << 20;
+/** Bytes read from a snapshot file at a time while loading. */
+const READ_CHUNK_BYTES = 4 << 20;
 
 export interface SnapshotHeader {
   version: number;
@@ -77,10 +78,10 @@ export async function writeSnapshotFile(
     write(headerJson);
 
     for (;;) {
-      const batch = cursor.next(RECORDS_PER_BATCH);
+      const batch = cursor.next(WRITE_BATCH_BYTES);
       if (batch === null) break;
-      write(encodeRecords(batch));
-      records += batch.length;
+      write(batch.bytes);
+      records += batch.records;
       onProgress(records, total);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -102,23 +103,6 @@ export async function writeSnapshotFile(
   renameSync(tmp, path);
   fsyncDirectory(path);
   return { bytes, records, checksum: checksum >>> 0 };
-}
-
-function encodeRecords(batch: Array<[string, Uint8Array]>): Buffer {
-  let size = 0;
-  for (const [key, value] of batch) size += 8 + key.length + value.byteLength;
-  const out = Buffer.allocUnsafe(size);
-  let offset = 0;
-  for (const [key, value] of batch) {
-    out.writeUInt32BE(key.length, offset);
-    offset += 4;
-    offset += out.write(key, offset, "latin1");
-    out.writeUInt32BE(value.byteLength, offset);
-    offset += 4;
-    out.set(value, offset);
-    offset += value.byteLength;
-  }
-  return out;
 }
 
 /** Makes a rename in the directory of `path` durable. */
@@ -163,52 +147,105 @@ function parseHeader(json: Buffer, path: string): SnapshotHeader {
   return header;
 }
 
-/** Verifies the checksum of a whole snapshot held in memory; returns it or throws SnapshotCorruptError. */
-export function verifySnapshotBytes(data: Uint8Array, path: string): number {
-  if (data.byteLength < 12 + 16) throw new SnapshotCorruptError(`${path} is truncated (${data.byteLength} bytes)`);
-  const body = data.subarray(0, data.byteLength - 4);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const stored = view.getUint32(data.byteLength - 4);
-  const actual = crc32(body) >>> 0;
-  if (stored !== actual) {
-    throw new SnapshotCorruptError(`${path} failed its checksum (stored ${stored}, computed ${actual}); it is truncated or altered`);
+/**
+ * Reads a file front to back in large chunks, feeding every byte it hands
+ * out, up to a limit, to a running CRC-32. Each refill reads into a new
+ * buffer, so views handed out earlier stay valid.
+ */
+class ChunkReader {
+  readonly #fd: number;
+  readonly #path: string;
+  readonly #limit: number;
+  #position = 0;
+  #buffer = Buffer.alloc(0);
+  #start = 0;
+  checksum = 0;
+
+  constructor(fd: number, path: string, limit: number) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#limit = limit;
   }
-  return actual;
+
+  /** Bytes handed out so far. */
+  get offset(): number {
+    return this.#position - (this.#buffer.byteLength - this.#start);
+  }
+
+  /** Returns a view of the next `length` bytes, or null when the limit comes first. */
+  take(length: number): Buffer | null {
+    if (this.#buffer.byteLength - this.#start < length && !this.#fill(length)) return null;
+    const out = this.#buffer.subarray(this.#start, this.#start + length);
+    this.#start += length;
+    return out;
+  }
+
+  #fill(length: number): boolean {
+    const pending = this.#buffer.byteLength - this.#start;
+    if (this.#position + (length - pending) > this.#limit) return false;
+    const want = Math.min(this.#limit - this.#position, Math.max(READ_CHUNK_BYTES, length - pending));
+    const next = Buffer.allocUnsafe(pending + want);
+    this.#buffer.copy(next, 0, this.#start);
+    let filled = 0;
+    while (filled < want) {
+      const read = readSync(this.#fd, next, pending + filled, want - filled, this.#position + filled);
+      if (read === 0) throw new SnapshotCorruptError(`${this.#path} ended ${this.#position + filled} bytes in, short of its size when opened`);
+      filled += read;
+    }
+    this.checksum = crc32(next.subarray(pending), this.checksum);
+    this.#position += want;
+    this.#buffer = next;
+    this.#start = 0;
+    return true;
+  }
 }
 
 /**
- * Loads a snapshot file into a new map after verifying its checksum. Throws
- * SnapshotCorruptError naming the problem for any damaged file.
+ * Loads a snapshot file into a new store, reading it in chunks so the file
+ * is never held whole in memory. Throws SnapshotCorruptError naming the
+ * problem for any damaged file; the half-built store is then dropped.
  */
-export async function loadSnapshotFile(path: string): Promise<{ header: SnapshotHeader; map: Map<string, Uint8Array>; info: SnapshotFileInfo }> {
-  const data = Buffer.from(await Bun.file(path).arrayBuffer());
-  const checksum = verifySnapshotBytes(data, path);
-  if (!data.subarray(0, 8).equals(MAGIC)) throw new SnapshotCorruptError(`${path} is not an EchoKV snapshot (bad magic)`);
-  const headerLength = data.readUInt32BE(8);
-  const header = parseHeader(data.subarray(12, 12 + headerLength), path);
+export async function loadSnapshotFile(path: string): Promise<{ header: SnapshotHeader; store: KvStore; info: SnapshotFileInfo }> {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 12 + 16) throw new SnapshotCorruptError(`${path} is truncated (${size} bytes)`);
+    const reader = new ChunkReader(fd, path, size - 4);
+    const corrupt = (problem: string) => new SnapshotCorruptError(`${path} ${problem}`);
+    const prefix = reader.take(12)!;
+    if (!prefix.subarray(0, 8).equals(MAGIC)) throw corrupt("is not an EchoKV snapshot (bad magic)");
+    const headerJson = reader.take(prefix.readUInt32BE(8));
+    if (headerJson === null) throw corrupt("is truncated in its header");
+    const header = parseHeader(headerJson, path);
 
-  const map = new Map<string, Uint8Array>();
-  const end = data.byteLength - 16;
-  let offset = 12 + headerLength;
-  let records = 0;
-  while (offset < end) {
-    const keyLength = data.readUInt32BE(offset);
-    if (keyLength === END_MARKER || offset + 4 + keyLength + 4 > end) {
-      throw new SnapshotCorruptError(`${path} has a record that overruns the file at byte ${offset}`);
+    const store = new KvStore();
+    let records = 0;
+    for (;;) {
+      const keyLength = reader.take(4)?.readUInt32BE(0);
+      if (keyLength === undefined) throw corrupt(`ends without an end marker at byte ${reader.offset}`);
+      if (keyLength === END_MARKER) break;
+      const key = reader.take(keyLength);
+      if (key === null) throw corrupt(`has a key that overruns the file at byte ${reader.offset}`);
+      const valueLength = reader.take(4)?.readUInt32BE(0);
+      if (valueLength === undefined) throw corrupt(`has a record that overruns the file at byte ${reader.offset}`);
+      const value = reader.take(valueLength);
+      if (value === null) throw corrupt(`has a value that overruns the file at byte ${reader.offset}`);
+      store.set(key, value);
+      records++;
+      if (records % 65_536 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    const key = data.toString("latin1", offset + 4, offset + 4 + keyLength);
-    offset += 4 + keyLength;
-    const valueLength = data.readUInt32BE(offset);
-    if (offset + 4 + valueLength > end) throw new SnapshotCorruptError(`${path} has a value that overruns the file at byte ${offset}`);
-    // Views into the file buffer: no copy per value, and the buffer is freed once every view is overwritten.
-    map.set(key, data.subarray(offset + 4, offset + 4 + valueLength));
-    offset += 4 + valueLength;
-    records++;
+    const footer = reader.take(8);
+    if (footer === null || reader.offset !== size - 4) throw corrupt(`has no end marker where expected`);
+    const count = footer.readUInt32BE(0) * 2 ** 32 + footer.readUInt32BE(4);
+    const stored = Buffer.alloc(4);
+    if (readSync(fd, stored, 0, 4, size - 4) !== 4) throw corrupt("is truncated in its checksum");
+    const checksum = reader.checksum >>> 0;
+    if (stored.readUInt32BE(0) !== checksum) {
+      throw corrupt(`failed its checksum (stored ${stored.readUInt32BE(0)}, computed ${checksum}); it is truncated or altered`);
+    }
+    if (count !== records) throw corrupt(`contains ${records} records but its footer records ${count}`);
+    return { header, store, info: { bytes: size, records, checksum } };
+  } finally {
+    closeSync(fd);
   }
-  if (offset !== end || data.readUInt32BE(end) !== END_MARKER) {
-    throw new SnapshotCorruptError(`${path} has no end marker where expected`);
-  }
-  const count = data.readUInt32BE(end + 4) * 2 ** 32 + data.readUInt32BE(end + 8);
-  if (count !== records) throw new SnapshotCorruptError(`${path} contains ${records} records but its footer records ${count}`);
-  return { header, map, info: { bytes: data.byteLength, records, checksum } };
 }

@@ -3,57 +3,187 @@ import { decodeCommand } from "./command.ts";
 /** Result of applying one command: SET returns "OK", DEL the number of keys removed. */
 export type ApplyResult = "OK" | number;
 
+// The replicated state machine keeps every record in large byte pages
+// instead of one JavaScript object per key. A million keys with 100-byte
+// values fill about 120 pages of 1 MiB: 120 objects for the garbage
+// collector to trace, where a Map held two million strings and arrays.
+//
+// Record layout inside a page (integers little-endian):
+//   u32 key length, u32 value length, key bytes, value bytes
+//
+// Records are never changed after they are written. A SET appends a new
+// record and repoints the key's slot; the old record becomes dead bytes. A
+// page whose dead bytes pass half its size has its live records copied to
+// the active page a little at a time, and is then dropped. A value handed out
+// by `get` is a view into a page, and stays valid because a page is never
+// written again below its fill mark.
+//
+// The index is an open-addressing hash table with linear probing, held in
+// two typed arrays: the record location (plus one, so 0 means empty) and
+// the key's hash.
+
+/** Size of an ordinary page. Records of a quarter of it or more get a page of their own. */
+const PAGE_BYTES = 1 << 20;
+const LARGE_RECORD_BYTES = PAGE_BYTES >>> 2;
+const RECORD_HEADER_BYTES = 8;
+/** A location is page * PAGE_SPAN + offset; offsets of ordinary pages stay below it, large pages use offset 0. */
+const PAGE_SPAN = 2 ** 25;
+const MIN_CAPACITY = 1024;
+/** Bytes of a page being emptied that one write may move, so no single write pays for a whole page. */
+const COMPACT_STEP_BYTES = 64 * 1024;
+
+interface Page {
+  bytes: Uint8Array;
+  /** Bytes written so far; nothing below this offset is written again. */
+  used: number;
+  /** Bytes of records some slot still points at. */
+  live: number;
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return (bytes[offset] | (bytes[offset + 1] << 8) | (bytes[offset + 2] << 16) | (bytes[offset + 3] << 24)) >>> 0;
+}
+
+function writeU32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff;
+  bytes[offset + 1] = (value >>> 8) & 0xff;
+  bytes[offset + 2] = (value >>> 16) & 0xff;
+  bytes[offset + 3] = value >>> 24;
+}
+
+/** FNV-1a over the bytes, from a per-store seed, with a final avalanche so the low bits spread. */
+function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number): number {
+  let hash = seed ^ (end - start);
+  for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  hash ^= hash >>> 16;
+  return hash >>> 0;
+}
+
 /**
- * The replicated state machine: an in-memory map from key to value, rebuilt
- * on start from the newest snapshot plus the log. Keys are held as latin1
- * strings, which map each byte to one UTF-16 code unit, so binary keys
- * round-trip exactly.
+ * The replicated state machine: a map from binary key to binary value held
+ * in memory, rebuilt on start from the newest snapshot plus the log.
  */
 export class KvStore {
-  // TODO: a Map of Uint8Array values costs about 326 bytes per key for a
-  // 10-byte key and 100-byte value in Bun, about 3x the data. Holding a
-  // million keys within 3x needs an arena-backed table.
-  #map = new Map<string, Uint8Array>();
-  /** Open point-in-time cursor, or null; writes record pre-images into it. */
+  #pages: Array<Page | undefined> = [];
+  #freePageIds: number[] = [];
+  /** Page that small records are appended to, or -1 before the first. */
+  #activePage = -1;
+  #slots = new Float64Array(MIN_CAPACITY);
+  #hashes = new Uint32Array(MIN_CAPACITY);
+  #mask = MIN_CAPACITY - 1;
+  #size = 0;
+  #liveBytes = 0;
+  /**
+   * Random per process, so colliding keys are harder to choose in advance.
+   * FNV-1a is not a keyed hash: this is a mitigation, not a guarantee.
+   */
+  #seed = (Math.random() * 2 ** 32) >>> 0;
+  /** Pages that are mostly dead, waiting to have their live records moved. */
+  #sparsePages = new Set<number>();
+  /** The page being emptied and how far its records were looked at. */
+  #compacting: { page: number; offset: number } | null = null;
   #cursor: SnapshotCursor | null = null;
 
-  static keyString(key: Uint8Array): string {
-    return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+  get size(): number {
+    return this.#size;
   }
 
-  get size(): number {
-    return this.#map.size;
+  /** Bytes held by pages and the index; what the store costs besides small objects. */
+  get memoryBytes(): number {
+    let total = this.#slots.byteLength + this.#hashes.byteLength;
+    for (const page of this.#pages) if (page) total += page.bytes.byteLength;
+    return total;
+  }
+
+  /** Bytes of keys and values of every record that is still current. */
+  get liveBytes(): number {
+    return this.#liveBytes;
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.#map.get(KvStore.keyString(key));
+    const slot = this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed));
+    if (slot < 0) return undefined;
+    const location = this.#slots[slot] - 1;
+    const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
+    const offset = location % PAGE_SPAN;
+    const start = offset + RECORD_HEADER_BYTES + readU32(page, offset);
+    return page.subarray(start, start + readU32(page, offset + 4));
+  }
+
+  has(key: Uint8Array): boolean {
+    return this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed)) >= 0;
+  }
+
+  /** Sets `key` to a copy of `value`. */
+  set(key: Uint8Array, value: Uint8Array): void {
+    const hash = hashBytes(key, 0, key.byteLength, this.#seed);
+    const found = this.#find(key, hash);
+    const location = this.#append(key, value);
+    if (found >= 0) {
+      this.#release(this.#slots[found] - 1);
+      this.#slots[found] = location + 1;
+    } else {
+      this.#insert(hash, location);
+    }
+    this.#liveBytes += key.byteLength + value.byteLength;
+    this.#compactStep();
+  }
+
+  /** Removes `key`; returns whether it was present. */
+  delete(key: Uint8Array): boolean {
+    const slot = this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed));
+    if (slot < 0) return false;
+    this.#release(this.#slots[slot] - 1);
+    this.#removeSlot(slot);
+    this.#compactStep();
+    return true;
   }
 
   apply(data: Uint8Array): ApplyResult {
     const command = decodeCommand(data);
     if (command.op === "set") {
-      const key = KvStore.keyString(command.key);
-      this.#cursor?.preserve(key, this.#map.get(key));
-      // Copy so the map does not pin the whole log entry or network buffer.
-      this.#map.set(key, command.value.slice());
+      this.set(command.key, command.value);
       return "OK";
     }
     let removed = 0;
-    for (const raw of command.keys) {
-      const key = KvStore.keyString(raw);
-      const old = this.#map.get(key);
-      if (old === undefined) continue;
-      this.#cursor?.preserve(key, old);
-      this.#map.delete(key);
-      removed++;
-    }
+    for (const key of command.keys) if (this.delete(key)) removed++;
     return removed;
   }
 
-  /** Replaces the whole content, as when a snapshot is installed. */
-  replace(map: Map<string, Uint8Array>): void {
+  /** Takes over the whole content of `other`, as when a snapshot is installed; `other` must not be used afterwards. */
+  replaceWith(other: KvStore): void {
     this.#cursor?.close();
-    this.#map = map;
+    if (other.#cursor) throw new Error("cannot take over a store with an open snapshot cursor");
+    this.#pages = other.#pages;
+    this.#freePageIds = other.#freePageIds;
+    this.#activePage = other.#activePage;
+    this.#slots = other.#slots;
+    this.#hashes = other.#hashes;
+    this.#mask = other.#mask;
+    this.#size = other.#size;
+    this.#liveBytes = other.#liveBytes;
+    // The hashes in the table were made with the other store's seed.
+    this.#seed = other.#seed;
+    this.#sparsePages = other.#sparsePages;
+    this.#compacting = other.#compacting;
+    other.#clear();
+  }
+
+  #clear(): void {
+    this.#pages = [];
+    this.#freePageIds = [];
+    this.#activePage = -1;
+    this.#slots = new Float64Array(MIN_CAPACITY);
+    this.#hashes = new Uint32Array(MIN_CAPACITY);
+    this.#mask = MIN_CAPACITY - 1;
+    this.#size = 0;
+    this.#liveBytes = 0;
+    this.#sparsePages = new Set();
+    this.#compacting = null;
   }
 
   /**
@@ -63,83 +193,269 @@ export class KvStore {
    */
   openCursor(): SnapshotCursor {
     if (this.#cursor) throw new Error("a snapshot cursor is already open");
-    const cursor = new SnapshotCursor(this.#map, () => {
+    // Records never change and the cursor keeps its own list of pages, so a
+    // copy of the slot array is a complete point-in-time view.
+    const cursor = new SnapshotCursor(this.#pages.slice(), this.#slots.slice(), this.#size, () => {
       if (this.#cursor === cursor) this.#cursor = null;
     });
     this.#cursor = cursor;
     return cursor;
   }
+
+  // -------------------------------------------------------------------------
+  // Index
+
+  /** Returns the slot holding `key`, or -1. */
+  #find(key: Uint8Array, hash: number): number {
+    const slots = this.#slots;
+    const hashes = this.#hashes;
+    const mask = this.#mask;
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const stored = slots[slot];
+      if (stored === 0) return -1;
+      if (hashes[slot] === hash && this.#keyEquals(stored - 1, key)) return slot;
+    }
+  }
+
+  #keyEquals(location: number, key: Uint8Array): boolean {
+    const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
+    const offset = location % PAGE_SPAN;
+    const length = readU32(page, offset);
+    if (length !== key.byteLength) return false;
+    const start = offset + RECORD_HEADER_BYTES;
+    for (let i = 0; i < length; i++) if (page[start + i] !== key[i]) return false;
+    return true;
+  }
+
+  #insert(hash: number, location: number): void {
+    if ((this.#size + 1) * 4 > this.#slots.length * 3) this.#resize(this.#slots.length * 2);
+    const mask = this.#mask;
+    let slot = hash & mask;
+    while (this.#slots[slot] !== 0) slot = (slot + 1) & mask;
+    this.#slots[slot] = location + 1;
+    this.#hashes[slot] = hash;
+    this.#size++;
+  }
+
+  /** Empties `slot` and shifts later entries of its probe run back, so lookups never need tombstones. */
+  #removeSlot(slot: number): void {
+    const slots = this.#slots;
+    const hashes = this.#hashes;
+    const mask = this.#mask;
+    let hole = slot;
+    for (let next = (hole + 1) & mask; slots[next] !== 0; next = (next + 1) & mask) {
+      const home = hashes[next] & mask;
+      // The entry at `next` may move into the hole only if its home slot is
+      // not in the cyclic range (hole, next].
+      const homeAfterHole = hole <= next ? home > hole && home <= next : home > hole || home <= next;
+      if (homeAfterHole) continue;
+      slots[hole] = slots[next];
+      hashes[hole] = hashes[next];
+      hole = next;
+    }
+    slots[hole] = 0;
+    hashes[hole] = 0;
+    this.#size--;
+    if (this.#size * 8 < slots.length && slots.length > MIN_CAPACITY) this.#resize(slots.length / 2);
+  }
+
+  #resize(capacity: number): void {
+    const oldSlots = this.#slots;
+    const oldHashes = this.#hashes;
+    const slots = new Float64Array(capacity);
+    const hashes = new Uint32Array(capacity);
+    const mask = capacity - 1;
+    for (let i = 0; i < oldSlots.length; i++) {
+      const stored = oldSlots[i];
+      if (stored === 0) continue;
+      let slot = oldHashes[i] & mask;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = stored;
+      hashes[slot] = oldHashes[i];
+    }
+    this.#slots = slots;
+    this.#hashes = hashes;
+    this.#mask = mask;
+  }
+
+  // -------------------------------------------------------------------------
+  // Pages
+
+  /** Writes a record and returns its location. */
+  #append(key: Uint8Array, value: Uint8Array): number {
+    const size = RECORD_HEADER_BYTES + key.byteLength + value.byteLength;
+    let pageId: number;
+    let page: Page;
+    if (size >= LARGE_RECORD_BYTES) {
+      pageId = this.#newPage(size);
+      page = this.#pages[pageId]!;
+    } else {
+      let active = this.#activePage >= 0 ? this.#pages[this.#activePage] : undefined;
+      if (!active || active.used + size > active.bytes.byteLength) {
+        if (active) this.#noteSparse(this.#activePage, active);
+        this.#activePage = this.#newPage(PAGE_BYTES);
+        active = this.#pages[this.#activePage]!;
+      }
+      pageId = this.#activePage;
+      page = active;
+    }
+    const offset = page.used;
+    const bytes = page.bytes;
+    writeU32(bytes, offset, key.byteLength);
+    writeU32(bytes, offset + 4, value.byteLength);
+    bytes.set(key, offset + RECORD_HEADER_BYTES);
+    bytes.set(value, offset + RECORD_HEADER_BYTES + key.byteLength);
+    page.used += size;
+    page.live += size;
+    return pageId * PAGE_SPAN + offset;
+  }
+
+  #newPage(bytes: number): number {
+    const page: Page = { bytes: new Uint8Array(bytes), used: 0, live: 0 };
+    const id = this.#freePageIds.pop() ?? this.#pages.length;
+    this.#pages[id] = page;
+    return id;
+  }
+
+  /** Marks the record at `location` dead. */
+  #release(location: number): void {
+    const pageId = Math.floor(location / PAGE_SPAN);
+    const page = this.#pages[pageId]!;
+    const offset = location % PAGE_SPAN;
+    const keyLength = readU32(page.bytes, offset);
+    const valueLength = readU32(page.bytes, offset + 4);
+    page.live -= RECORD_HEADER_BYTES + keyLength + valueLength;
+    this.#liveBytes -= keyLength + valueLength;
+    if (pageId === this.#activePage) return;
+    const idle = this.#cursor === null && this.#compacting?.page !== pageId;
+    if (page.live === 0 && idle) this.#dropPage(pageId);
+    else this.#noteSparse(pageId, page);
+  }
+
+  #noteSparse(pageId: number, page: Page): void {
+    if (page.live * 2 <= page.used) this.#sparsePages.add(pageId);
+  }
+
+  /**
+   * Moves some live records out of a mostly dead page, and drops the page
+   * once none is left. Waits while a cursor is open: the cursor holds on to
+   * every page it started with, so moving records would only add copies.
+   */
+  #compactStep(): void {
+    if (this.#cursor) return;
+    if (!this.#compacting) {
+      const next = this.#sparsePages.values().next();
+      if (next.done) return;
+      this.#sparsePages.delete(next.value);
+      if (next.value === this.#activePage || !this.#pages[next.value]) return;
+      this.#compacting = { page: next.value, offset: 0 };
+    }
+    const work = this.#compacting;
+    const page = this.#pages[work.page]!;
+    const bytes = page.bytes;
+    const stop = Math.min(page.used, work.offset + COMPACT_STEP_BYTES);
+    while (work.offset < stop && page.live > 0) {
+      const offset = work.offset;
+      const keyLength = readU32(bytes, offset);
+      const valueLength = readU32(bytes, offset + 4);
+      const size = RECORD_HEADER_BYTES + keyLength + valueLength;
+      work.offset += size;
+      const keyStart = offset + RECORD_HEADER_BYTES;
+      const key = bytes.subarray(keyStart, keyStart + keyLength);
+      const slot = this.#find(key, hashBytes(bytes, keyStart, keyStart + keyLength, this.#seed));
+      if (slot < 0 || this.#slots[slot] - 1 !== work.page * PAGE_SPAN + offset) continue;
+      const value = bytes.subarray(keyStart + keyLength, keyStart + keyLength + valueLength);
+      this.#slots[slot] = this.#append(key, value) + 1;
+      page.live -= size;
+    }
+    if (page.live === 0 || work.offset >= page.used) {
+      this.#compacting = null;
+      this.#dropPage(work.page);
+    }
+  }
+
+  #dropPage(pageId: number): void {
+    this.#pages[pageId] = undefined;
+    this.#freePageIds.push(pageId);
+    this.#sparsePages.delete(pageId);
+  }
 }
 
 /**
- * Reads a Map as it was when the cursor opened, while the map keeps changing.
- * Before a key is changed for the first time, its old value (or its absence)
- * is kept in `#preImages`; the live iterator then reports that old value.
- * Map iteration skips entries deleted before the iterator reaches them, so
- * keys deleted meanwhile are reported from `#preImages` at the end. A key
- * may therefore be returned twice, always with its value at the snapshot
- * point, so readers of a snapshot keep the last record of each key.
+ * Reads the store as it was when the cursor opened, while the store keeps
+ * changing: it walks a copy of the slot array taken at that moment.
  */
 export class SnapshotCursor {
-  readonly #map: Map<string, Uint8Array>;
-  readonly #iterator: MapIterator<[string, Uint8Array]>;
+  readonly #pages: Array<Page | undefined>;
+  readonly #slots: Float64Array;
   readonly #onClose: () => void;
-  #preImages = new Map<string, Uint8Array | null>();
-  /** Keys with a pre-image that were already returned. */
-  #reported = new Set<string>();
+  /** Number of records at the moment the cursor opened. */
+  readonly total: number;
+  #next = 0;
   #closed = false;
-  #drainedLive = false;
+  #buffer = Buffer.alloc(0);
 
-  constructor(map: Map<string, Uint8Array>, onClose: () => void) {
-    this.#map = map;
-    this.#iterator = map.entries();
+  constructor(pages: Array<Page | undefined>, slots: Float64Array, total: number, onClose: () => void) {
+    this.#pages = pages;
+    this.#slots = slots;
+    this.total = total;
     this.#onClose = onClose;
   }
 
-  /** Records the value `key` had at the snapshot point, before its first change. */
-  preserve(key: string, value: Uint8Array | undefined): void {
-    if (!this.#preImages.has(key)) this.#preImages.set(key, value ?? null);
-  }
-
-  /** Returns up to `max` entries, or null once every entry was returned. */
-  next(max: number): Array<[string, Uint8Array]> | null {
+  /**
+   * Returns the next records encoded as snapshot records (u32 big-endian key
+   * length, key, u32 big-endian value length, value), about `maxBytes` at a
+   * time and at least one record, with their count; or null at the end.
+   * The bytes are a view of a buffer that the next call overwrites. Reusing
+   * it leaves one buffer of garbage per snapshot instead of one per batch.
+   */
+  next(maxBytes: number): { records: number; bytes: Buffer } | null {
     if (this.#closed) return null;
-    const out: Array<[string, Uint8Array]> = [];
-    while (!this.#drainedLive && out.length < max) {
-      const step = this.#iterator.next();
-      if (step.done) {
-        this.#drainedLive = true;
-        break;
-      }
-      const [key, value] = step.value;
-      if (!this.#preImages.has(key)) {
-        out.push([key, value]);
-        continue;
-      }
-      if (this.#reported.has(key)) continue;
-      this.#reported.add(key);
-      const old = this.#preImages.get(key)!;
-      if (old !== null) out.push([key, old]);
+    const slots = this.#slots;
+    const start = this.#next;
+    let size = 0;
+    let end = start;
+    for (; end < slots.length && (size < maxBytes || size === 0); end++) {
+      const stored = slots[end];
+      if (stored === 0) continue;
+      const location = stored - 1;
+      const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
+      const offset = location % PAGE_SPAN;
+      size += RECORD_HEADER_BYTES + readU32(page, offset) + readU32(page, offset + 4);
     }
-    if (this.#drainedLive) {
-      for (const [key, old] of this.#preImages) {
-        if (out.length >= max) break;
-        if (old === null || this.#reported.has(key)) continue;
-        this.#reported.add(key);
-        out.push([key, old]);
-      }
-      if (out.length === 0) {
-        this.close();
-        return null;
-      }
+    if (size === 0) {
+      this.close();
+      return null;
     }
-    return out;
+    if (this.#buffer.byteLength < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, maxBytes + 64 * 1024));
+    const out = this.#buffer.subarray(0, size);
+    let at = 0;
+    let records = 0;
+    for (let i = start; i < end; i++) {
+      const stored = slots[i];
+      if (stored === 0) continue;
+      const location = stored - 1;
+      const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
+      const offset = location % PAGE_SPAN;
+      const keyLength = readU32(page, offset);
+      const valueLength = readU32(page, offset + 4);
+      out.writeUInt32BE(keyLength, at);
+      out.set(page.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + keyLength), at + 4);
+      at += 4 + keyLength;
+      out.writeUInt32BE(valueLength, at);
+      const valueStart = offset + RECORD_HEADER_BYTES + keyLength;
+      out.set(page.subarray(valueStart, valueStart + valueLength), at + 4);
+      at += 4 + valueLength;
+      records++;
+    }
+    this.#next = end;
+    return { records, bytes: out };
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#preImages.clear();
+    this.#buffer = Buffer.alloc(0);
     this.#onClose();
   }
 }

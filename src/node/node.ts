@@ -98,6 +98,12 @@ export interface NodeStatus extends RaftStatus {
   clientAddr: string;
   raftAddr: string;
   keys: number;
+  memory: {
+    /** Bytes of the store's pages and index. */
+    storeBytes: number;
+    /** Bytes of the current keys and values. */
+    storeLiveBytes: number;
+  };
 }
 
 export class EchoNode {
@@ -161,7 +167,7 @@ export class EchoNode {
     this.#logger = options.logger.with(() => ({ node: this.id, term: this.#core?.term ?? 0 }));
     this.#snapshots = snapshots;
 
-    if (loaded) this.store.replace(loaded.map);
+    if (loaded) this.store.replaceWith(loaded.store);
     const appliedIndex = loaded?.record.meta.lastIndex ?? state.logBase?.lastIndex ?? 0;
     this.#appliedIndex = appliedIndex;
     this.#lastSnapshotIndex = appliedIndex;
@@ -312,6 +318,10 @@ export class EchoNode {
       clientAddr: this.#options.clientAddr,
       raftAddr: this.#options.raftAddr,
       keys: this.store.size,
+      memory: {
+        storeBytes: this.store.memoryBytes,
+        storeLiveBytes: this.store.liveBytes,
+      },
     };
   }
 
@@ -768,7 +778,7 @@ export class EchoNode {
       throw new Error(`the core installed snapshot ${meta.lastIndex} but no verified body for it was received`);
     }
     this.#receivedSnapshot = null;
-    this.store.replace(received.map);
+    this.store.replaceWith(received.store);
     const hardState = ready.hardState ?? { term: this.#core.term, votedFor: null, commitIndex: meta.lastIndex };
     this.#snapshots.install(received.record, { ...hardState, commitIndex: Math.max(hardState.commitIndex, meta.lastIndex) });
     this.#appliedIndex = meta.lastIndex;

@@ -28,7 +28,7 @@ export function snapshotFileName(meta: SnapshotMeta): string {
 
 export interface LoadedSnapshot {
   record: SnapshotRecord;
-  map: Map<string, Uint8Array>;
+  store: KvStore;
 }
 
 /** Logs progress of a long operation at most every 10% and at the end. */
@@ -41,7 +41,6 @@ export class ProgressLog {
   }
 
   update(done: number, total: number): void {
-    // Pre-images of keys changed meanwhile can push `done` past `total`.
     const percent = total === 0 ? 100 : Math.min(100, Math.floor((done / total) * 100));
     if (percent < this.#nextPercent || this.#nextPercent > 100) return;
     this.#nextPercent = Math.floor(percent / 10) * 10 + 10;
@@ -80,17 +79,17 @@ export class SnapshotStore {
       const path = this.path(record.file);
       try {
         const started = performance.now();
-        const { map, info } = await loadSnapshotFile(path);
+        const { store, info } = await loadSnapshotFile(path);
         if (info.checksum !== record.checksum) {
           throw new SnapshotCorruptError(`${path} has checksum ${info.checksum}, the database recorded ${record.checksum}`);
         }
         this.#logger.info("loaded snapshot", {
           index: record.meta.lastIndex,
-          keys: map.size,
+          keys: store.size,
           bytes: info.bytes,
           ms: Math.round(performance.now() - started),
         });
-        return { record, map };
+        return { record, store };
       } catch (err) {
         if (!(err instanceof SnapshotCorruptError) && existsSync(path)) throw err;
         this.#logger.error("snapshot unusable; trying an older one", { index: record.meta.lastIndex, file: path, error: errorMessage(err) });
@@ -385,8 +384,8 @@ export class SnapshotTransfers {
       closeSync(incoming.fd);
       renameSync(incoming.tmpPath, path);
       fsyncDirectory(path);
-      const { map, info } = await loadSnapshotFile(path);
-      return { record: { meta: incoming.meta, file, bytes: info.bytes, checksum: info.checksum }, map };
+      const { store, info } = await loadSnapshotFile(path);
+      return { record: { meta: incoming.meta, file, bytes: info.bytes, checksum: info.checksum }, store };
     } catch (err) {
       this.#logger.error("received snapshot is unusable", { leader: incoming.from, error: errorMessage(err) });
       rmSync(path, { force: true });
@@ -421,7 +420,7 @@ export class SnapshotTransfers {
  */
 export async function restoreFromBackup(storage: SqliteStorage, dataDir: string, backup: string, self: Member, logger: Logger): Promise<string> {
   const started = performance.now();
-  const { header, map, info } = await loadSnapshotFile(backup);
+  const { header, store, info } = await loadSnapshotFile(backup);
   const meta: SnapshotMeta = { lastIndex: header.lastIndex, lastTerm: header.lastTerm, members: [{ ...self, voter: true }] };
   const snapshots = new SnapshotStore(dataDir, storage, logger);
   const file = snapshotFileName(meta);
@@ -447,7 +446,7 @@ export async function restoreFromBackup(storage: SqliteStorage, dataDir: string,
     cluster: clusterId,
     backup,
     index: header.lastIndex,
-    keys: map.size,
+    keys: store.size,
     ms: Math.round(performance.now() - started),
   });
   return clusterId;

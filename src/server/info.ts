@@ -21,12 +21,14 @@ function memberLine(status: NodeStatus, index: number): string {
   return `member${index}:${fields.join(",")}`;
 }
 
-/** Process memory as Redis-style fields: RSS and the JavaScript heap, in bytes. */
-function memoryLines(): string[] {
+/** Process memory as Redis-style fields: RSS, the store and the JavaScript heap, in bytes. */
+function memoryLines(status: NodeStatus): string[] {
   const usage = process.memoryUsage();
   const heap = heapStats();
   return [
     `used_memory_rss:${usage.rss}`,
+    `store_bytes:${status.memory.storeBytes}`,
+    `store_live_bytes:${status.memory.storeLiveBytes}`,
     `js_heap_size:${heap.heapSize}`,
     `js_heap_capacity:${heap.heapCapacity}`,
     `js_extra_memory:${heap.extraMemorySize}`,
@@ -64,7 +66,7 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
       ...status.members.map((_, index) => memberLine(status, index)),
     ],
     keyspace: [`keys:${status.keys}`],
-    memory: memoryLines(),
+    memory: memoryLines(status),
   };
 
   const names = section === null || section === "all" || section === "everything" ? Object.keys(sections) : [section];

@@ -25,7 +25,7 @@ async function overwrite(client: RespClient, count: number, round: number): Prom
 
 async function objectsAfterCollection(client: RespClient): Promise<number> {
   expect(replyText(await client.command(["MEMORY", "PURGE"]))).toBe("OK");
-  const info = replyText(await client.command(["INFO", "memory"]));
+  const info = replyText(await client.command(["INFO", "memory"])) ?? "";
   const count = /js_object_count:(\d+)/.exec(info)?.[1];
   if (count === undefined) throw new Error(`INFO memory has no js_object_count:\n${info}`);
   return Number(count);

@@ -1,0 +1,230 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeCommand } from "../../src/kv/command.ts";
+import { loadSnapshotFile, SnapshotCorruptError, writeSnapshotFile, type SnapshotHeader } from "../../src/kv/snapshot-file.ts";
+import { KvStore, type SnapshotCursor } from "../../src/kv/store.ts";
+
+/** Small deterministic generator (mulberry32), so a failing seed can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const bytes = (text: string) => Buffer.from(text, "latin1");
+const text = (value: Uint8Array | undefined) => (value === undefined ? undefined : Buffer.from(value).toString("latin1"));
+
+/** Decodes the records a cursor returns into a map; a later record of a key wins. */
+function drain(cursor: SnapshotCursor, maxBytes: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let batch = cursor.next(maxBytes); batch !== null; batch = cursor.next(maxBytes)) {
+    let offset = 0;
+    for (let i = 0; i < batch.records; i++) {
+      const keyLength = batch.bytes.readUInt32BE(offset);
+      const key = batch.bytes.toString("latin1", offset + 4, offset + 4 + keyLength);
+      offset += 4 + keyLength;
+      const valueLength = batch.bytes.readUInt32BE(offset);
+      out.set(key, batch.bytes.toString("latin1", offset + 4, offset + 4 + valueLength));
+      offset += 4 + valueLength;
+    }
+    expect(offset).toBe(batch.bytes.byteLength);
+  }
+  return out;
+}
+
+function expectSame(store: KvStore, reference: Map<string, string>): void {
+  expect(store.size).toBe(reference.size);
+  for (const [key, value] of reference) expect(text(store.get(bytes(key)))).toBe(value);
+}
+
+describe("KvStore", () => {
+  test("set, get, overwrite and delete binary keys", () => {
+    const store = new KvStore();
+    const key = Uint8Array.of(0, 255, 13, 10, 0);
+    expect(store.get(key)).toBeUndefined();
+    store.set(key, Uint8Array.of(1, 2, 3));
+    expect([...store.get(key)!]).toEqual([1, 2, 3]);
+    store.set(key, new Uint8Array(0));
+    expect(store.get(key)!.byteLength).toBe(0);
+    expect(store.has(key)).toBe(true);
+    store.set(new Uint8Array(0), bytes("empty key"));
+    expect(text(store.get(new Uint8Array(0)))).toBe("empty key");
+    expect(store.size).toBe(2);
+    expect(store.delete(key)).toBe(true);
+    expect(store.delete(key)).toBe(false);
+    expect(store.get(key)).toBeUndefined();
+    expect(store.size).toBe(1);
+  });
+
+  test("apply decodes SET and DEL and counts removed keys", () => {
+    const store = new KvStore();
+    expect(store.apply(encodeCommand({ op: "set", key: bytes("a"), value: bytes("1") }))).toBe("OK");
+    expect(store.apply(encodeCommand({ op: "set", key: bytes("b"), value: bytes("2") }))).toBe("OK");
+    expect(store.apply(encodeCommand({ op: "del", keys: [bytes("a"), bytes("b"), bytes("c")] }))).toBe(2);
+    expect(store.size).toBe(0);
+    expect(store.liveBytes).toBe(0);
+  });
+
+  test("a value handed out stays intact while the store changes", () => {
+    const store = new KvStore();
+    store.set(bytes("kept"), bytes("first value"));
+    const held = store.get(bytes("kept"))!;
+    for (let i = 0; i < 50_000; i++) store.set(bytes(`k${i % 100}`), new Uint8Array(200).fill(i & 0xff));
+    store.set(bytes("kept"), bytes("second value"));
+    store.delete(bytes("kept"));
+    expect(text(held)).toBe("first value");
+  });
+
+  test("overwrites reclaim pages instead of growing", () => {
+    const store = new KvStore();
+    const value = new Uint8Array(100);
+    for (let i = 0; i < 10_000; i++) store.set(bytes(`key:${i}`), value);
+    const settled = store.memoryBytes;
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 10_000; i++) store.set(bytes(`key:${i}`), value.fill(round));
+    }
+    expect(store.size).toBe(10_000);
+    // 20 rounds rewrite 20x the data; without reclaiming, memory would grow by as much.
+    expect(store.memoryBytes).toBeLessThan(settled * 2.5);
+    for (let i = 0; i < 10_000; i += 997) expect(store.get(bytes(`key:${i}`))![0]).toBe(19);
+  });
+
+  test("deleting everything releases the pages and shrinks the index", () => {
+    const store = new KvStore();
+    for (let i = 0; i < 50_000; i++) store.set(bytes(`key:${i}`), new Uint8Array(64));
+    const full = store.memoryBytes;
+    for (let i = 0; i < 50_000; i++) expect(store.delete(bytes(`key:${i}`))).toBe(true);
+    store.set(bytes("last"), bytes("x"));
+    expect(store.size).toBe(1);
+    expect(store.memoryBytes).toBeLessThan(full / 4);
+  });
+
+  test("values of a quarter page and more get pages of their own", () => {
+    const store = new KvStore();
+    const big = new Uint8Array(3 << 20).fill(7);
+    store.set(bytes("big"), big);
+    store.set(bytes("small"), bytes("s"));
+    expect(store.get(bytes("big"))!.byteLength).toBe(3 << 20);
+    const before = store.memoryBytes;
+    store.set(bytes("big"), bytes("now small"));
+    expect(store.memoryBytes).toBeLessThan(before - (3 << 20) + 1);
+    expect(text(store.get(bytes("big")))).toBe("now small");
+  });
+
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    test(`random operations match a Map, with cursors, run ${seed} of 6`, () => {
+      const next = random(seed);
+      const store = new KvStore();
+      const reference = new Map<string, string>();
+      let cursor: { cursor: SnapshotCursor; expected: Map<string, string> } | null = null;
+      const keySpace = 200 + Math.floor(next() * 3000);
+      for (let step = 0; step < 40_000; step++) {
+        const key = `k${Math.floor(next() * keySpace)}`;
+        const roll = next();
+        if (roll < 0.6) {
+          const length = next() < 0.01 ? 300_000 : Math.floor(next() * 300);
+          const value = String.fromCharCode(97 + (step % 26)).repeat(length);
+          store.set(bytes(key), bytes(value));
+          reference.set(key, value);
+        } else if (roll < 0.85) {
+          expect(store.delete(bytes(key))).toBe(reference.delete(key));
+        } else {
+          expect(text(store.get(bytes(key)))).toBe(reference.get(key));
+        }
+        if (cursor === null && next() < 0.0005) {
+          cursor = { cursor: store.openCursor(), expected: new Map(reference) };
+        } else if (cursor !== null && next() < 0.001) {
+          expect(drain(cursor.cursor, 1 + Math.floor(next() * 20_000))).toEqual(cursor.expected);
+          cursor = null;
+        }
+      }
+      if (cursor !== null) expect(drain(cursor.cursor, 4096)).toEqual(cursor.expected);
+      expectSame(store, reference);
+      let live = 0;
+      for (const [key, value] of reference) live += key.length + value.length;
+      expect(store.liveBytes).toBe(live);
+    });
+  }
+
+  test("only one cursor at a time, and closing frees the slot", () => {
+    const store = new KvStore();
+    store.set(bytes("a"), bytes("1"));
+    const cursor = store.openCursor();
+    expect(() => store.openCursor()).toThrow("already open");
+    cursor.close();
+    expect(drain(store.openCursor(), 10)).toEqual(new Map([["a", "1"]]));
+  });
+
+  test("replaceWith takes over the content", () => {
+    const store = new KvStore();
+    store.set(bytes("old"), bytes("1"));
+    const incoming = new KvStore();
+    for (let i = 0; i < 5000; i++) incoming.set(bytes(`new${i}`), bytes(`v${i}`));
+    store.replaceWith(incoming);
+    expect(store.get(bytes("old"))).toBeUndefined();
+    expect(store.size).toBe(5000);
+    expect(text(store.get(bytes("new4999")))).toBe("v4999");
+    store.set(bytes("new0"), bytes("changed"));
+    expect(text(store.get(bytes("new0")))).toBe("changed");
+    expect(incoming.size).toBe(0);
+  });
+});
+
+describe("snapshot files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "echokv-snapfile-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const header: SnapshotHeader = { version: 1, lastIndex: 42, lastTerm: 3, members: [], clusterId: "test-cluster" };
+
+  async function writeSample(name: string, keys: number): Promise<{ path: string; reference: Map<string, string> }> {
+    const store = new KvStore();
+    const reference = new Map<string, string>();
+    for (let i = 0; i < keys; i++) {
+      const value = `value-${i}-`.repeat(1 + (i % 40));
+      store.set(bytes(`key-${i}`), bytes(value));
+      reference.set(`key-${i}`, value);
+    }
+    store.set(bytes("huge"), new Uint8Array(9 << 20).fill(1));
+    reference.set("huge", "\u0001".repeat(9 << 20));
+    const path = join(dir, name);
+    const info = await writeSnapshotFile(path, header, store);
+    expect(info.records).toBe(reference.size);
+    return { path, reference };
+  }
+
+  test("round trip across read chunks, with a value larger than a chunk", async () => {
+    const { path, reference } = await writeSample("round.snap", 100_000);
+    const loaded = await loadSnapshotFile(path);
+    expect(loaded.header).toEqual(header);
+    expect(loaded.info.records).toBe(reference.size);
+    expectSame(loaded.store, reference);
+  });
+
+  test("every kind of damage is reported as corruption", async () => {
+    const { path } = await writeSample("damaged.snap", 20_000);
+    const original = readFileSync(path);
+    const damages: Array<[string, () => void]> = [
+      ["truncated", () => truncateSync(path, original.byteLength - 1000)],
+      ["cut inside the header", () => truncateSync(path, 20)],
+      ["one byte flipped", () => writeFileSync(path, Buffer.from(original).fill(0x55, 5000, 5001))],
+      ["garbage appended", () => appendFileSync(path, "garbage at the end")],
+      ["empty", () => writeFileSync(path, "")],
+      ["not a snapshot", () => writeFileSync(path, "x".repeat(100))],
+    ];
+    for (const [what, damage] of damages) {
+      writeFileSync(path, original);
+      damage();
+      const error = await loadSnapshotFile(path).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect({ what, corrupt: error instanceof SnapshotCorruptError }).toEqual({ what, corrupt: true });
+    }
+  });
+});
