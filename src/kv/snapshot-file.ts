@@ -12,7 +12,7 @@
 // crash leaves either the old set of files or the new one. Readers keep the
 // last record of a key that appears twice.
 
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { Member } from "../raft/types.ts";
 import { KvStore } from "./store.ts";
@@ -96,6 +96,9 @@ export async function writeSnapshotFile(
     writeSync(fd, crc);
     bytes += 4;
     fsyncSync(fd);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   } finally {
     cursor.close();
     closeSync(fd);

@@ -156,7 +156,8 @@ export class KvStore {
 
   /** Takes over the whole content of `other`, as when a snapshot is installed; `other` must not be used afterwards. */
   replaceWith(other: KvStore): void {
-    this.#cursor?.close();
+    // A snapshot being written describes the old content; it must fail, not end early.
+    this.#cursor?.abort("the store was replaced while a snapshot of it was being written");
     if (other.#cursor) throw new Error("cannot take over a store with an open snapshot cursor");
     this.#pages = other.#pages;
     this.#freePageIds = other.#freePageIds;
@@ -393,6 +394,7 @@ export class SnapshotCursor {
   readonly total: number;
   #next = 0;
   #closed = false;
+  #abortReason: string | null = null;
   #buffer = Buffer.alloc(0);
 
   constructor(pages: Array<Page | undefined>, slots: Float64Array, total: number, onClose: () => void) {
@@ -410,6 +412,7 @@ export class SnapshotCursor {
    * it leaves one buffer of garbage per snapshot instead of one per batch.
    */
   next(maxBytes: number): { records: number; bytes: Buffer } | null {
+    if (this.#abortReason !== null) throw new Error(this.#abortReason);
     if (this.#closed) return null;
     const slots = this.#slots;
     const start = this.#next;
@@ -457,5 +460,11 @@ export class SnapshotCursor {
     this.#closed = true;
     this.#buffer = Buffer.alloc(0);
     this.#onClose();
+  }
+
+  /** Closes the cursor so that the next call of `next` throws `reason`. */
+  abort(reason: string): void {
+    this.#abortReason ??= reason;
+    this.close();
   }
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeCommand } from "../../src/kv/command.ts";
@@ -204,6 +204,18 @@ describe("snapshot files", () => {
     expect(loaded.header).toEqual(header);
     expect(loaded.info.records).toBe(reference.size);
     expectSame(loaded.store, reference);
+  });
+
+  test("replacing the store fails a snapshot being written and leaves no file", async () => {
+    const store = new KvStore();
+    for (let i = 0; i < 30_000; i++) store.set(bytes(`key-${i}`), new Uint8Array(100));
+    const path = join(dir, "replaced.snap");
+    // The first batch is written before the writer yields; the store changes hands after it.
+    const writing = writeSnapshotFile(path, header, store);
+    store.replaceWith(new KvStore());
+    await expect(writing).rejects.toThrow("the store was replaced");
+    expect(existsSync(path)).toBe(false);
+    expect(existsSync(`${path}.tmp`)).toBe(false);
   });
 
   test("every kind of damage is reported as corruption", async () => {
