@@ -14,9 +14,11 @@
 //   5. overwrite random keys for --overwrite-seconds while sampling each
 //      node's data directory size and RSS every 2 s; reports the maximum of
 //      each as a multiple of the live data size (keys * (key + value bytes)).
+// Peak RSS is the kernel's VmHWM, reset through /proc/PID/clear_refs between
+// steps, so each step reports the peak of that step alone.
 // Needs `npm run build` first. Uses free 127.0.0.1 ports and a temporary directory.
 
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -60,7 +62,14 @@ function peakRss(node: ClusterNode): number {
   return Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0) * 1024;
 }
 
+/** Resets the peak RSS the kernel reports for a process, so the next reading covers only what follows. */
+function resetPeakRss(node: ClusterNode): void {
+  writeFileSync(`/proc/${node.pid}/clear_refs`, "5");
+}
+
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const ratio = (bytes: number) => `${(bytes / liveBytes).toFixed(2)}x`;
+const peaks = (nodes: ClusterNode[]) => nodes.map((node) => `${node.id} ${mb(peakRss(node))} (${ratio(peakRss(node))})`).join(", ");
 
 /** Sends `total` SETs over `connections` connections with `depth` commands in flight on each. */
 async function load(addr: string, total: number, value: Buffer, connections = 8, depth = 128): Promise<void> {
@@ -125,8 +134,12 @@ async function main(): Promise<void> {
     let started = performance.now();
     await load(leader.clientAddr, keyCount, value);
     const loadSeconds = (performance.now() - started) / 1000;
-    console.log(`1. loaded ${keyCount} keys in ${loadSeconds.toFixed(1)} s (${Math.round(keyCount / loadSeconds)} SET/s)`);
     for (const node of nodes) await waitForAllKeys(cluster, node, keyCount, performance.now(), 120_000);
+    console.log(
+      `1. loaded ${keyCount} keys in ${loadSeconds.toFixed(1)} s (${Math.round(keyCount / loadSeconds)} SET/s); ` +
+        `peak RSS so far (leader ${leader.id}): ${peaks(nodes)}`,
+    );
+    for (const node of nodes) resetPeakRss(node);
 
     const baseline = await probeLatency(leader.clientAddr, 5000, value);
     const snapshotDone = cluster.command(leader, ["SNAPSHOT"], 300_000);
@@ -134,7 +147,8 @@ async function main(): Promise<void> {
     const snapshotReply = await snapshotDone;
     console.log(
       `2. sequential SET latency without a snapshot: p50 ${percentile(baseline, 50).toFixed(2)} ms, p99 ${percentile(baseline, 99).toFixed(2)} ms (${baseline.length} SETs); ` +
-        `while snapshotting ${keyCount} keys: p50 ${percentile(during, 50).toFixed(2)} ms, p99 ${percentile(during, 99).toFixed(2)} ms (${during.length} SETs); SNAPSHOT replied ${JSON.stringify(snapshotReply)}`,
+        `while snapshotting ${keyCount} keys: p50 ${percentile(during, 50).toFixed(2)} ms, p99 ${percentile(during, 99).toFixed(2)} ms (${during.length} SETs); SNAPSHOT replied ${JSON.stringify(snapshotReply)}; ` +
+        `peak RSS during these 10 s: ${peaks(nodes)}`,
     );
 
     const followers = nodes.filter((node) => node !== leader);
@@ -142,7 +156,9 @@ async function main(): Promise<void> {
     started = performance.now();
     await cluster.start(followers[0], "ping", 60_000);
     const restartMs = await waitForAllKeys(cluster, followers[0], keyCount, started, 120_000);
-    console.log(`3. restarted ${followers[0].id}: serving all ${keyCount} keys ${restartMs} ms after the process started`);
+    console.log(
+      `3. restarted ${followers[0].id}: serving all ${keyCount} keys ${restartMs} ms after the process started; its peak RSS: ${peaks([followers[0]])}`,
+    );
 
     await cluster.kill(followers[1], "SIGKILL");
     rmSync(followers[1].dataDir, { recursive: true, force: true });
@@ -150,7 +166,11 @@ async function main(): Promise<void> {
     await cluster.start(followers[1], "ping", 60_000);
     const rejoinMs = await waitForAllKeys(cluster, followers[1], keyCount, started, 300_000);
     const installed = followers[1].log().includes("installed snapshot from the leader");
-    console.log(`4. wiped and restarted ${followers[1].id}: all ${keyCount} keys after ${rejoinMs} ms (${installed ? "by snapshot" : "by log replay"})`);
+    console.log(
+      `4. wiped and restarted ${followers[1].id}: all ${keyCount} keys after ${rejoinMs} ms (${installed ? "by snapshot" : "by log replay"}); ` +
+        `its peak RSS: ${peaks([followers[1]])}`,
+    );
+    for (const node of nodes) resetPeakRss(node);
 
     let maxDirRatio = 0;
     let maxRssRatio = 0;
@@ -178,7 +198,7 @@ async function main(): Promise<void> {
     for (const node of nodes) maxRssRatio = Math.max(maxRssRatio, peakRss(node) / liveBytes);
     const sizes = nodes.map((node) => `${node.id} dir ${mb(directoryBytes(node.dataDir))} peak RSS ${mb(peakRss(node))}`).join("; ");
     console.log(
-      `5. overwrote ${writes} random keys for ${overwriteSeconds} s: max data dir ${maxDirRatio.toFixed(2)}x live data, max peak RSS ${maxRssRatio.toFixed(2)}x live data (${sizes})`,
+      `5. overwrote ${writes} random keys for ${overwriteSeconds} s: max data dir ${maxDirRatio.toFixed(2)}x live data, max peak RSS during the run ${maxRssRatio.toFixed(2)}x live data (${sizes})`,
     );
   } finally {
     await cluster.destroy();
