@@ -21,7 +21,7 @@ const MAGIC = Buffer.from("EKVSNAP1");
 const END_MARKER = 0xffffffff;
 const FORMAT_VERSION = 1;
 /** Bytes of records encoded between two yields to the event loop while writing. */
-const WRITE_BATCH_BYTES = 1 << 20;
+const WRITE_BATCH_BYTES = 256 * 1024;
 /** Bytes read from a snapshot file at a time while loading. */
 const READ_CHUNK_BYTES = 4 << 20;
 

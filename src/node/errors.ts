@@ -20,7 +20,9 @@ export type ErrorCode =
   /** This node was removed from the cluster and serves nothing that needs the cluster. */
   | "REMOVED"
   /** The node is shutting down. */
-  | "SHUTDOWN";
+  | "SHUTDOWN"
+  /** The node's key-value state is being restored from a peer's snapshot; other members can serve. */
+  | "LOADING";
 
 export class NodeError extends Error {
   override name = "NodeError";

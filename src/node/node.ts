@@ -29,7 +29,7 @@ import type {
   Role,
   SnapshotMeta,
 } from "../raft/types.ts";
-import type { PersistedState, SnapshotRecord, SqliteStorage } from "../storage/sqlite.ts";
+import { StorageError, type PersistedState, type SnapshotRecord, type SqliteStorage } from "../storage/sqlite.ts";
 import type { Transport, TransportOptions } from "../transport/tcp.ts";
 import { rmSync } from "node:fs";
 import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
@@ -37,6 +37,8 @@ import { NodeError } from "./errors.ts";
 
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
+/** Interval between snapshot requests from a node without its key-value state, until one arrives. */
+const MISSING_STATE_RETRY_MS = 1000;
 
 export interface NodeOptions {
   nodeId: NodeId;
@@ -98,6 +100,8 @@ export interface NodeStatus extends RaftStatus {
   clientAddr: string;
   raftAddr: string;
   keys: number;
+  /** Whether the key-value state is being restored from a peer (reads fail with LOADING). */
+  loading: boolean;
   memory: {
     /** Bytes of the store's pages and index. */
     storeBytes: number;
@@ -155,11 +159,18 @@ export class EchoNode {
   #snapshotInProgress: Promise<SnapshotRecord> | null = null;
   /** A verified snapshot from the leader, waiting for the core to accept it. */
   #receivedSnapshot: LoadedSnapshot | null = null;
+  /**
+   * Set while the key-value state is missing: every snapshot file was
+   * unusable at start, and the log begins after `coveredIndex`. The node
+   * keeps its log and votes, applies nothing, serves no reads, and requests
+   * a peer's snapshot that covers `coveredIndex`.
+   */
+  #missingState: { coveredIndex: number; committed: number; requestedAt: number; snapshot: LoadedSnapshot | null } | null = null;
   #eventListeners = new Set<(event: ClusterEvent) => void>();
   /** Wall-clock time of the last message received from each peer. */
   #lastContact = new Map<NodeId, number>();
 
-  private constructor(options: NodeOptions, state: PersistedState, snapshots: SnapshotStore, loaded: LoadedSnapshot | null) {
+  private constructor(options: NodeOptions, state: PersistedState, snapshots: SnapshotStore, loaded: LoadedSnapshot | null, missing: boolean) {
     this.id = options.nodeId;
     this.#options = options;
     this.#storage = options.storage;
@@ -183,6 +194,7 @@ export class EchoNode {
       appliedIndex,
     });
     this.#lastTerm = this.#core.term;
+    if (missing) this.#missingState = { coveredIndex: appliedIndex, committed: appliedIndex, requestedAt: 0, snapshot: null };
     // The stored log reaches back to the previous snapshot; memory needs only what follows the loaded one.
     if (loaded && loaded.record.meta.lastIndex > (state.logBase?.lastIndex ?? 0)) this.#core.compact(loaded.record.meta.lastIndex);
     this.#transfers = new SnapshotTransfers(this.id, snapshots, this.#logger, {
@@ -202,9 +214,17 @@ export class EchoNode {
     const holder: { node: EchoNode | null } = { node: null };
     const logger = options.logger.with(() => ({ node: options.nodeId, term: holder.node?.status().term ?? state.hardState.term }));
     const snapshots = new SnapshotStore(options.dataDir, options.storage, logger);
-    const loaded = await snapshots.loadNewestValid(state.logBase?.lastIndex ?? 0);
-    holder.node = new EchoNode(options, state, snapshots, loaded);
-    return holder.node;
+    const logBase = state.logBase?.lastIndex ?? 0;
+    const loaded = await snapshots.loadNewestValid(logBase);
+    const missing = loaded === null && logBase > 0;
+    const node = new EchoNode(options, state, snapshots, loaded, missing);
+    if (missing && !node.#core.members.some((member) => member.voter && member.id !== options.nodeId)) {
+      throw new StorageError(
+        `no intact snapshot covers the log compacted up to index ${logBase}, and no other member holds the data; restore the cluster from a backup (serve --restore FILE)`,
+      );
+    }
+    holder.node = node;
+    return node;
   }
 
   /** Creates the single-member configuration of a new cluster in an empty data directory. */
@@ -313,11 +333,14 @@ export class EchoNode {
     for (const [id, at] of this.#lastContact) lastContactMs[id] = now - at;
     return {
       ...this.#core.status(),
+      // The core counts entries as applied once handed out, even those held back while the data is missing.
+      appliedIndex: this.#appliedIndex,
       lastContactMs,
       clusterId: this.#clusterId,
       clientAddr: this.#options.clientAddr,
       raftAddr: this.#options.raftAddr,
       keys: this.store.size,
+      loading: this.#missingState !== null,
       memory: {
         storeBytes: this.store.memoryBytes,
         storeLiveBytes: this.store.liveBytes,
@@ -470,6 +493,18 @@ export class EchoNode {
     if (this.#stopped) throw new NodeError("SHUTDOWN", "the node is shutting down");
   }
 
+  /** Whether the key-value state is being restored from a peer, so nothing can be read here. */
+  get loading(): boolean {
+    return this.#missingState !== null;
+  }
+
+  /** Throws LOADING while the key-value state is missing; call before reading the store. */
+  checkReadable(): void {
+    if (this.#missingState) {
+      throw new NodeError("LOADING", `node ${this.id} is restoring its data from a peer's snapshot; read from another member or retry shortly`);
+    }
+  }
+
   #notLeaderError(): NodeError {
     const leader = this.leader();
     if (leader) return new NodeError("NOTLEADER", `node ${this.id} is not the leader; the leader is ${leader.id} at ${leader.clientAddr}`);
@@ -534,6 +569,10 @@ export class EchoNode {
       this.#transfers.onAck(message);
       return;
     }
+    if (message.type === "snapshotRequest") {
+      this.#serveSnapshotRequest(message.from, message.minIndex);
+      return;
+    }
     try {
       this.#core.step(message);
     } catch (err) {
@@ -562,6 +601,7 @@ export class EchoNode {
     }
     this.#expireRequests();
     this.#transfers.tick();
+    this.#requestMissingState();
     try {
       this.#persistPendingCommit();
     } catch (err) {
@@ -611,7 +651,14 @@ export class EchoNode {
 
     for (const message of otherMessages) transport?.send(message);
 
-    for (const entry of ready.committed) this.#apply(entry);
+    const missing = this.#missingState;
+    if (missing) {
+      // Nothing to apply to: the entries stay in the log until a peer's snapshot arrives.
+      for (const entry of ready.committed) missing.committed = entry.index;
+      if (missing.snapshot) this.#restoreMissingState();
+    } else {
+      for (const entry of ready.committed) this.#apply(entry);
+    }
     for (const read of ready.reads) this.#onReadIndex(read.id, read.index);
     for (const id of ready.failedReads) {
       const read = this.#reads.get(id);
@@ -690,7 +737,7 @@ export class EchoNode {
 
   /** Starts a snapshot when enough was applied since the last one. */
   #maybeSnapshot(): void {
-    if (this.#snapshotInProgress) return;
+    if (this.#snapshotInProgress || this.#missingState) return;
     const entries = this.#appliedIndex - this.#lastSnapshotIndex;
     if (entries < this.#options.snapshotEntries && this.#logBytesSinceSnapshot < this.#options.snapshotLogBytes) return;
     if (entries <= 0) return;
@@ -705,6 +752,7 @@ export class EchoNode {
    */
   snapshot(): Promise<SnapshotRecord> {
     this.#checkServing();
+    this.checkReadable();
     if (this.#snapshotInProgress) return this.#snapshotInProgress;
     const newest = this.#snapshots.newest();
     if (newest && newest.meta.lastIndex === this.#appliedIndex) return Promise.resolve(newest);
@@ -748,6 +796,21 @@ export class EchoNode {
 
   #onSnapshotReceived(from: NodeId, term: number, received: LoadedSnapshot): void {
     if (this.#stopped || this.#failed) return;
+    const missing = this.#missingState;
+    const lastIndex = received.record.meta.lastIndex;
+    // A snapshot this node's log already reaches past fills the missing state
+    // without involving the core. One beyond the log is the leader's ordinary
+    // InstallSnapshot, which the core handles and which also ends the missing state.
+    if (missing && lastIndex <= this.#core.log.lastIndex()) {
+      if (lastIndex < missing.coveredIndex) {
+        this.#logger.warn("peer snapshot is older than the log; asking again", { peer: from, index: lastIndex, needed: missing.coveredIndex });
+        rmSync(this.#snapshots.path(received.record.file), { force: true });
+        return;
+      }
+      missing.snapshot = received;
+      this.#restoreMissingState();
+      return;
+    }
     this.#receivedSnapshot = received;
     const message: Message = {
       type: "snapshot",
@@ -770,6 +833,76 @@ export class EchoNode {
     }
   }
 
+  /**
+   * While the key-value state is missing, requests the snapshot of the leader
+   * (or, with no leader known, of another member), and hands leadership away if
+   * this node won an election: it cannot apply, so it cannot acknowledge writes.
+   */
+  #requestMissingState(): void {
+    const missing = this.#missingState;
+    if (!missing || missing.snapshot) return;
+    const now = Date.now();
+    if (now - missing.requestedAt < MISSING_STATE_RETRY_MS) return;
+    missing.requestedAt = now;
+    if (this.#core.role === "leader") {
+      const target = this.#core.bestTransferTarget();
+      if (target !== null && this.#core.transferLeadership(target) === null) {
+        this.#logger.info("handing leadership over while the data is missing", { target });
+        this.#schedule();
+      }
+      return;
+    }
+    const leaderId = this.#core.leaderId;
+    const others = this.#knownMembers().filter((member) => member.id !== this.id);
+    const target = leaderId !== null && leaderId !== this.id ? leaderId : others[Math.floor(Math.random() * others.length)]?.id;
+    if (target === undefined) return;
+    this.#transport?.send({ type: "snapshotRequest", from: this.id, to: target, term: this.#core.term, minIndex: missing.coveredIndex });
+  }
+
+  /** Streams this node's newest snapshot to a member that lost its own, taking a new one if the newest is too old. */
+  #serveSnapshotRequest(from: NodeId, minIndex: number): void {
+    if (this.#missingState || this.#stopped) return;
+    const newest = this.#snapshots.newest();
+    if (newest && newest.meta.lastIndex >= minIndex) {
+      this.#transfers.start(from);
+      return;
+    }
+    // Behind the requester: it will ask again, and the leader can serve it.
+    if (this.#appliedIndex < minIndex) return;
+    this.snapshot()
+      .then(() => this.#transfers.start(from))
+      .catch((err) => this.#logger.error("could not take a snapshot for a peer", { peer: from, error: errorMessage(err) }));
+  }
+
+  /**
+   * Installs a peer's snapshot as the missing key-value state once the
+   * commit index reaches it, then applies the committed entries after it.
+   */
+  #restoreMissingState(): void {
+    const missing = this.#missingState;
+    const received = missing?.snapshot;
+    if (!missing || !received) return;
+    const snapshotIndex = received.record.meta.lastIndex;
+    // Entries up to the snapshot's index are committed on the peer; wait until this node has that commit index too.
+    if (snapshotIndex > missing.committed) return;
+    this.store.replaceWith(received.store);
+    this.#snapshots.record(received.record);
+    this.#missingState = null;
+    this.#appliedIndex = snapshotIndex;
+    this.#lastSnapshotIndex = snapshotIndex;
+    this.#logBytesSinceSnapshot = 0;
+    for (let index = snapshotIndex + 1; index <= missing.committed; index++) {
+      const entry = this.#core.log.entry(index);
+      if (!entry) throw new Error(`entry ${index} after the peer's snapshot at ${snapshotIndex} is missing from the log`);
+      this.#apply(entry);
+    }
+    this.#logger.info("data restored from a peer's snapshot", {
+      index: snapshotIndex,
+      keys: this.store.size,
+      replayed: missing.committed - snapshotIndex,
+    });
+  }
+
   /** Replaces the map and the stored log with the snapshot the core accepted. */
   #installSnapshot(ready: Ready): void {
     const received = this.#receivedSnapshot;
@@ -778,6 +911,10 @@ export class EchoNode {
       throw new Error(`the core installed snapshot ${meta.lastIndex} but no verified body for it was received`);
     }
     this.#receivedSnapshot = null;
+    if (this.#missingState) {
+      this.#logger.info("data restored from the leader's snapshot", { index: meta.lastIndex });
+      this.#missingState = null;
+    }
     this.store.replaceWith(received.store);
     const hardState = ready.hardState ?? { term: this.#core.term, votedFor: null, commitIndex: meta.lastIndex };
     this.#snapshots.install(received.record, { ...hardState, commitIndex: Math.max(hardState.commitIndex, meta.lastIndex) });

@@ -11,7 +11,6 @@ import type { KvStore } from "../kv/store.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Member, NodeId, SnapshotChunk, SnapshotChunkAck, SnapshotMeta } from "../raft/types.ts";
 import type { SnapshotRecord, SqliteStorage } from "../storage/sqlite.ts";
-import { StorageError } from "../storage/sqlite.ts";
 
 /** Bytes of snapshot body per chunk message. */
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -21,6 +20,12 @@ const SNAPSHOT_WINDOW_CHUNKS = 4;
 const RESEND = "resend";
 /** A transfer with no acknowledgement for this long is abandoned and retried. */
 const SNAPSHOT_STALL_MS = 10_000;
+/**
+ * Shorter limit before the first acknowledgement. Chunks sent while the
+ * connection to the peer is still being re-established are dropped, and
+ * waiting the full stall time for them would delay the peer by 10 s.
+ */
+const SNAPSHOT_FIRST_ACK_MS = 2_000;
 
 export function snapshotFileName(meta: SnapshotMeta): string {
   return `snapshot-${meta.lastIndex}-${meta.lastTerm}.snap`;
@@ -71,8 +76,9 @@ export class SnapshotStore {
   /**
    * Loads the newest snapshot whose file is intact. A damaged file is renamed
    * to *.corrupt and forgotten, and the previous snapshot is tried, because
-   * the log still contains every entry after that one. Throws when no usable snapshot
-   * covers the compaction point, because the state cannot be rebuilt then.
+   * the log still contains every entry after that one. Returns null when no
+   * snapshot exists; when none is usable but the log was compacted, the
+   * caller must fetch a peer's.
    */
   async loadNewestValid(logBaseIndex: number): Promise<LoadedSnapshot | null> {
     for (const record of this.#storage.snapshots()) {
@@ -98,10 +104,9 @@ export class SnapshotStore {
       }
     }
     if (logBaseIndex > 0) {
-      // TODO: fetch the leader's snapshot instead of refusing to start.
-      throw new StorageError(
-        `no intact snapshot covers the log compacted up to index ${logBaseIndex}; wipe this data directory and re-add the node (REMOVE it, then start it with --join-addr)`,
-      );
+      this.#logger.error("no intact snapshot covers the compacted log; the data will be fetched from a peer's snapshot", {
+        log_base: logBaseIndex,
+      });
     }
     return null;
   }
@@ -121,6 +126,11 @@ export class SnapshotStore {
     this.#removeFiles(obsolete);
     const previous = this.#storage.snapshots()[1];
     return { record, compactedTo: previous ? previous.meta : null };
+  }
+
+  /** Records a snapshot received from a peer as this node's newest, keeping the log. */
+  record(record: SnapshotRecord): void {
+    this.#removeFiles(this.#storage.recordSnapshot(record));
   }
 
   /** Records a snapshot received from the leader as the only one, replacing the whole log. */
@@ -294,6 +304,7 @@ export class SnapshotTransfers {
     const now = Date.now();
     for (const transfer of [...this.#outgoing.values()]) {
       if (transfer.term !== this.#hooks.currentTerm()) this.#finishOutgoing(transfer, false, "leadership changed");
+      else if (transfer.acked === 0 && now - transfer.lastAckAt > SNAPSHOT_FIRST_ACK_MS) this.#finishOutgoing(transfer, false, "no acknowledgement in 2 s");
       else if (now - transfer.lastAckAt > SNAPSHOT_STALL_MS) this.#finishOutgoing(transfer, false, "no acknowledgement in 10 s");
     }
   }
@@ -367,11 +378,11 @@ export class SnapshotTransfers {
       fd: openSync(tmpPath, "w", 0o600),
       tmpPath,
       progress: new ProgressLog((percent) =>
-        this.#logger.info("receiving snapshot", { leader: chunk.from, index: chunk.meta.lastIndex, percent, bytes: chunk.total }),
+        this.#logger.info("receiving snapshot", { from: chunk.from, index: chunk.meta.lastIndex, percent, bytes: chunk.total }),
       ),
     };
     this.#incoming = incoming;
-    this.#logger.info("snapshot transfer from the leader started", { leader: chunk.from, index: chunk.meta.lastIndex, bytes: chunk.total });
+    this.#logger.info("incoming snapshot transfer started", { from: chunk.from, index: chunk.meta.lastIndex, bytes: chunk.total });
     return incoming;
   }
 
@@ -387,7 +398,7 @@ export class SnapshotTransfers {
       const { store, info } = await loadSnapshotFile(path);
       return { record: { meta: incoming.meta, file, bytes: info.bytes, checksum: info.checksum }, store };
     } catch (err) {
-      this.#logger.error("received snapshot is unusable", { leader: incoming.from, error: errorMessage(err) });
+      this.#logger.error("received snapshot is unusable", { from: incoming.from, error: errorMessage(err) });
       rmSync(path, { force: true });
       rmSync(incoming.tmpPath, { force: true });
       return null;

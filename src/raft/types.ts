@@ -163,8 +163,18 @@ export interface SnapshotChunkAck extends Envelope {
   reason: string;
 }
 
+/**
+ * Asks a peer to stream its newest snapshot. Sent by a node whose own
+ * snapshot files are all unusable, so it cannot rebuild its key-value state.
+ */
+export interface SnapshotRequest extends Envelope {
+  type: "snapshotRequest";
+  /** The snapshot must cover at least this index, where the requester's log begins. */
+  minIndex: number;
+}
+
 /** Everything that travels between peers: Raft messages and snapshot transfer messages. */
-export type PeerMessage = Message | SnapshotChunk | SnapshotChunkAck;
+export type PeerMessage = Message | SnapshotChunk | SnapshotChunkAck | SnapshotRequest;
 
 /** A read-index request that became safe to serve once `index` is applied. */
 export interface ReadState {

@@ -136,7 +136,9 @@ const COMMANDS: Record<string, CommandSpec> = {
         if (parsed === null) return error(`ERR invalid consistency level '${text(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
         level = parsed;
       }
+      ctx.node.checkReadable();
       const readValue = () => {
+        ctx.node.checkReadable();
         const value = ctx.node.store.get(key);
         return value === undefined ? NIL : bulk(value);
       };
@@ -169,9 +171,21 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "read",
     leaderOnly: false,
-    run: (ctx, keys) => integer(keys.filter((key) => ctx.node.store.has(key)).length),
+    run: (ctx, keys) => {
+      ctx.node.checkReadable();
+      return integer(keys.filter((key) => ctx.node.store.has(key)).length);
+    },
   },
-  DBSIZE: { minArgs: 0, maxArgs: 0, kind: "read", leaderOnly: false, run: (ctx) => integer(ctx.node.store.size) },
+  DBSIZE: {
+    minArgs: 0,
+    maxArgs: 0,
+    kind: "read",
+    leaderOnly: false,
+    run: (ctx) => {
+      ctx.node.checkReadable();
+      return integer(ctx.node.store.size);
+    },
+  },
 
   INFO: {
     minArgs: 0,

@@ -48,6 +48,7 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
       `raft_addr:${status.raftAddr}`,
       `process_id:${process.pid}`,
       `uptime_in_seconds:${Math.floor(process.uptime())}`,
+      `loading:${status.loading ? 1 : 0}`,
     ],
     raft: [
       `role:${status.role === "precandidate" ? "candidate" : status.role}`,

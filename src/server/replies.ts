@@ -15,6 +15,7 @@ const ERROR_PREFIXES: Record<ErrorCode, string> = {
   INVALID: "ERR",
   REMOVED: "REMOVED",
   SHUTDOWN: "SHUTDOWN",
+  LOADING: "LOADING",
 };
 
 export function errorReply(err: unknown): Buffer {

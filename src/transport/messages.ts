@@ -213,6 +213,8 @@ function readMessage(object: Fields, type: MessageType): PeerMessage {
         ok: readBoolean(object, "ok", ""),
         reason: readString(object, "reason", ""),
       };
+    case "snapshotRequest":
+      return { ...envelope, type, minIndex: readIndex(object, "minIndex", "") };
     default: {
       const unreachable: never = type;
       throw new Error(`unhandled message type ${String(unreachable)}`);
@@ -231,6 +233,7 @@ const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   "heartbeatResponse",
   "snapshotChunk",
   "snapshotChunkAck",
+  "snapshotRequest",
 ]);
 
 /**

@@ -1,7 +1,8 @@
 // Snapshots with real processes. A restart loads the newest snapshot plus the
 // log tail. A follower behind the compaction point catches up by
-// InstallSnapshot. A damaged newest snapshot falls back to the previous one.
-// A backup restores into a new cluster. Nodes snapshot every 200 entries
+// InstallSnapshot. A damaged newest snapshot falls back to the previous one;
+// with every snapshot damaged, a peer's is fetched. A backup restores into a
+// new cluster. Nodes snapshot every 200 entries
 // here, so that a few thousand writes cross several snapshots.
 
 import { describe, expect } from "bun:test";
@@ -111,6 +112,73 @@ describe("snapshots", () => {
       expect(await wrongKeys(follower.clientAddr, "e", 500)).toEqual([]);
     },
     90_000,
+  );
+
+  clusterTest(
+    "every snapshot damaged: data fetched from a peer",
+    async () => {
+      const cluster = new Cluster({ name: "snap-peer", extraArgs: SNAPSHOT_FLAGS });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      // Two snapshots on the follower, and its log compacted up to the first.
+      await writeKeys(leader.clientAddr, "m", 500);
+      await cluster.waitForValue(follower, "m499", "v499", 10_000);
+      expect((await cluster.command(follower, ["SNAPSHOT"])).type).toBe("array");
+      await writeKeys(leader.clientAddr, "n", 500);
+      await cluster.waitForValue(follower, "n499", "v499", 10_000);
+      expect((await cluster.command(follower, ["SNAPSHOT"])).type).toBe("array");
+      await writeKeys(leader.clientAddr, "o", 50);
+      await cluster.waitForValue(follower, "o49", "v49", 10_000);
+      await cluster.kill(follower, "SIGKILL");
+
+      const files = snapshotFiles(follower.dataDir);
+      expect(files.length).toBe(2);
+      for (const file of files) appendFileSync(join(follower.dataDir, "snapshots", file), "garbage at the end");
+
+      await cluster.start(follower, "ping");
+      await follower.waitForLog("data restored from a peer's snapshot", 30_000);
+      expect(follower.log()).toContain("no intact snapshot covers the compacted log");
+      // Entries after the snapshot are applied as the leader reports them committed.
+      await cluster.waitForValue(follower, "o49", "v49", 10_000);
+      for (const prefix of ["m", "n"]) expect(await wrongKeys(follower.clientAddr, prefix, 500)).toEqual([]);
+      expect(await wrongKeys(follower.clientAddr, "o", 50)).toEqual([]);
+      expect((await cluster.info(follower)).get("loading")).toBe("0");
+
+      // It applies new writes, and a restart loads the snapshot it received.
+      await writeKeys(leader.clientAddr, "p", 50);
+      await cluster.waitForValue(follower, "p49", "v49", 10_000);
+      await cluster.kill(follower, "SIGKILL");
+      await cluster.start(follower, "ping");
+      expect(follower.log()).toContain("loaded snapshot");
+      await cluster.waitForValue(follower, "p49", "v49", 10_000);
+      for (const prefix of ["m", "n"]) expect(await wrongKeys(follower.clientAddr, prefix, 500)).toEqual([]);
+      expect(await wrongKeys(follower.clientAddr, "p", 50)).toEqual([]);
+    },
+    90_000,
+  );
+
+  clusterTest(
+    "every snapshot damaged on a lone node: refuses to start",
+    async () => {
+      const cluster = new Cluster({ name: "snap-lone", extraArgs: SNAPSHOT_FLAGS });
+      const [node] = await cluster.startCluster(1);
+      await writeKeys(node.clientAddr, "m", 300);
+      expect((await cluster.command(node, ["SNAPSHOT"])).type).toBe("array");
+      await writeKeys(node.clientAddr, "n", 300);
+      expect((await cluster.command(node, ["SNAPSHOT"])).type).toBe("array");
+      await cluster.kill(node, "SIGKILL");
+      for (const file of snapshotFiles(node.dataDir)) appendFileSync(join(node.dataDir, "snapshots", file), "garbage at the end");
+
+      await cluster.start(node, "none");
+      const exitCode = await Promise.race([node.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      expect(exitCode).not.toBe("still running");
+      expect(exitCode).not.toBe(0);
+      const message = node.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+      expect(message).toContain("no other member holds the data");
+      expect(message).toContain("--restore");
+    },
+    60_000,
   );
 
   clusterTest(
