@@ -19,6 +19,9 @@ import { DEFAULT_MAX_FRAME_BYTES } from "../transport/transport.ts";
 import { TcpTransport } from "../transport/tcp.ts";
 import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
 
+/** Attempts, one a second, to record new addresses of a node that restarted elsewhere. */
+const ADDRESS_CHANGE_ATTEMPTS = 120;
+
 const serveArgs = {
   "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-')", required: true },
   "listen-addr": { type: "string", description: "host:port of the RESP client listener; ':5379' means all interfaces", default: "127.0.0.1:5379" },
@@ -167,7 +170,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     }
   } else if (storage.clusterId() !== null) {
     mode = "recover";
-    if (settings.joinAddr) logger.info("node has cluster state; ignoring --join-addr", { node: settings.nodeId, join_addr: settings.joinAddr });
+    if (settings.joinAddr) logger.info("node has cluster state; not joining again", { node: settings.nodeId, join_addr: settings.joinAddr });
   } else if (settings.joinAddr) {
     mode = "join";
   } else {
@@ -203,7 +206,9 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     defaultConsistency: settings.readConsistency,
   });
 
+  let stopping = false;
   const stop = async () => {
+    stopping = true;
     // A leader hands over first so that clients see almost no unavailability.
     if (node.role === "leader" && node.status().members.filter((member) => member.voter).length > 1) {
       try {
@@ -228,11 +233,53 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     await node.start();
     server.start();
     if (mode === "join") await joinCluster(node, settings, logger);
+    if (mode === "recover") void announceNewAddresses(node, settings, logger, () => stopping);
   } catch (err) {
     await stop().catch(() => {});
     throw err;
   }
   return stop;
+}
+
+/**
+ * Records new addresses of a node restarted from its data directory on other
+ * addresses than its configuration lists. Its peers would otherwise keep
+ * dialling the old raft address and never reach it. Sends JOIN, which the
+ * leader turns into an address change, to --join-addr or else to each other
+ * member in turn, once a second, until one accepts or the attempts run out.
+ */
+async function announceNewAddresses(node: EchoNode, settings: ServeSettings, logger: Logger, stopped: () => boolean): Promise<void> {
+  const recorded = node.member(settings.nodeId);
+  if (!recorded || (recorded.raftAddr === settings.raftAddr && recorded.clientAddr === settings.clientAddr)) return;
+  const fields = { node: settings.nodeId, raft_addr: settings.raftAddr, previous_raft_addr: recorded.raftAddr };
+  logger.info("this node's addresses changed; asking the cluster to record the new ones", fields);
+  const targets = settings.joinAddr
+    ? [settings.joinAddr]
+    : node
+        .status()
+        .members.filter((member) => member.id !== settings.nodeId)
+        .map((member) => member.clientAddr);
+  let lastError = "no other member is known";
+  for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && targets.length > 0 && !stopped(); attempt++) {
+    const target = targets[attempt % targets.length];
+    let client: RespClient | null = null;
+    try {
+      client = await RespClient.connect(target, { timeoutMs: 2000 });
+      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, node.incarnation], { timeoutMs: 10_000 });
+      if (reply.type === "array") {
+        logger.info("address change recorded", { ...fields, via: target });
+        return;
+      }
+      lastError = reply.type === "error" ? reply.message : `unexpected reply ${JSON.stringify(reply)}`;
+      if (reply.type === "error" && lastError.startsWith("ERR ")) break;
+    } catch (err) {
+      lastError = errorMessage(err);
+    } finally {
+      client?.close();
+    }
+    await Bun.sleep(1000);
+  }
+  if (!stopped()) logger.error("could not record this node's new addresses; peers still dial the old ones", { ...fields, error: lastError });
 }
 
 /** Asks the member at --join-addr to add this node, retrying until --join-timeout-ms. */

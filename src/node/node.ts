@@ -386,35 +386,48 @@ export class EchoNode {
 
   /**
    * Adds a member as a learner; it is promoted to voter once caught up.
-   * Repeating a join is a no-op. A known id that joins with a new data
-   * directory (another incarnation) lost its log, so its old membership is
-   * removed first. Otherwise the leader would count it as storing entries it
-   * no longer has, and its empty log could help elect a leader that lacks
-   * committed entries.
+   * Repeating a join is a no-op. A known id that joins from new addresses
+   * with the incarnation of its recorded data directory moved, and the
+   * configuration records its new addresses; any other join of a known id
+   * from new addresses is refused. A known id that joins from its addresses
+   * with a new data directory (another incarnation) lost its log, so its
+   * old membership is removed first. Otherwise the leader would count it as
+   * storing entries it no longer has, and its empty log could help elect a
+   * leader that lacks committed entries. No two members share a raft address.
    */
   async addMember(member: Omit<Member, "voter">): Promise<void> {
     this.#checkServing();
     const existing = this.member(member.id);
-    if (existing) {
-      const sameAddresses = existing.raftAddr === member.raftAddr && existing.clientAddr === member.clientAddr;
-      const sameData = member.incarnation === undefined || existing.incarnation === member.incarnation;
-      if (sameAddresses && sameData) return;
-      if (sameAddresses) {
-        this.#logger.warn("member rejoined with a new data directory; replacing its membership", { target: member.id });
-        await this.#changeMembers({ type: "remove", id: member.id });
-        await this.#changeMembers({ type: "add", member });
-        return;
-      }
-      // TODO: let a member that restarts with its data on new addresses commit an address change.
+    const sameAddresses = existing?.raftAddr === member.raftAddr && existing?.clientAddr === member.clientAddr;
+    const sameData = member.incarnation === undefined || existing?.incarnation === member.incarnation;
+    if (existing && sameAddresses && sameData) return;
+    const taken = this.#core.members.find((other) => other.id !== member.id && other.raftAddr === member.raftAddr);
+    if (taken) {
+      throw new NodeError("INVALID", `raft address ${member.raftAddr} is in use by node ${taken.id}; REMOVE ${taken.id} first`);
+    }
+    if (!existing) {
+      await this.#changeMembers({ type: "add", member });
+      return;
+    }
+    const moved = !sameAddresses && member.incarnation !== undefined && member.incarnation === existing.incarnation;
+    if (!sameAddresses && !moved) {
       throw new NodeError(
         "INVALID",
         `node ${member.id} is already a member with raft address ${existing.raftAddr} and client address ${existing.clientAddr}; REMOVE ${member.id} first to re-add it with new addresses`,
       );
     }
-    const taken = this.#core.members.find((other) => other.raftAddr === member.raftAddr);
-    if (taken) {
-      throw new NodeError("INVALID", `raft address ${member.raftAddr} is in use by node ${taken.id}; REMOVE ${taken.id} first`);
+    if (moved) {
+      this.#logger.info("member moved to new addresses", {
+        target: member.id,
+        raft_addr: member.raftAddr,
+        client_addr: member.clientAddr,
+        previous_raft_addr: existing.raftAddr,
+      });
+      await this.#changeMembers({ type: "update", member });
+      return;
     }
+    this.#logger.warn("member rejoined with a new data directory; replacing its membership", { target: member.id });
+    await this.#changeMembers({ type: "remove", id: member.id });
     await this.#changeMembers({ type: "add", member });
   }
 
@@ -518,7 +531,7 @@ export class EchoNode {
       const result = this.#core.proposeConfChange(change);
       if (result.ok || result.code !== "BUSY" || Date.now() >= deadline) {
         await this.#track(result);
-        const target = change.type === "add" ? change.member.id : change.id;
+        const target = change.type === "remove" ? change.id : change.member.id;
         this.#logger.info("membership change committed", { change: change.type, target });
         return;
       }

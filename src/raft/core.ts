@@ -324,17 +324,27 @@ export class RaftCore {
     }
 
     let members: Member[];
-    if (change.type === "add") {
-      if (this.isMember(change.member.id)) {
-        return { ok: false, code: "INVALID", reason: `node ${change.member.id} is already a member` };
-      }
-      members = [...this.#members, { ...change.member, voter: false }];
-    } else {
-      if (!this.isMember(change.id)) return { ok: false, code: "INVALID", reason: `node ${change.id} is not a member` };
-      members = this.#members.filter((member) => member.id !== change.id);
-      if (!members.some((member) => member.voter)) {
-        return { ok: false, code: "INVALID", reason: `removing ${change.id} would leave no voter` };
-      }
+    switch (change.type) {
+      case "add":
+        if (this.isMember(change.member.id)) {
+          return { ok: false, code: "INVALID", reason: `node ${change.member.id} is already a member` };
+        }
+        members = [...this.#members, { ...change.member, voter: false }];
+        break;
+      case "update":
+        if (!this.isMember(change.member.id)) {
+          return { ok: false, code: "INVALID", reason: `node ${change.member.id} is not a member` };
+        }
+        // The same voters either way, so quorums of the old and new configuration are identical.
+        members = this.#members.map((member) => (member.id === change.member.id ? { ...change.member, voter: member.voter } : member));
+        break;
+      case "remove":
+        if (!this.isMember(change.id)) return { ok: false, code: "INVALID", reason: `node ${change.id} is not a member` };
+        members = this.#members.filter((member) => member.id !== change.id);
+        if (!members.some((member) => member.voter)) {
+          return { ok: false, code: "INVALID", reason: `removing ${change.id} would leave no voter` };
+        }
+        break;
     }
     const entry = this.#appendOwn("config", new Uint8Array(0), members);
     return { ok: true, index: entry.index, term: entry.term };

@@ -210,4 +210,6 @@ export type ProposeResult =
 
 export type ConfChange =
   | { type: "add"; member: Omit<Member, "voter"> }
-  | { type: "remove"; id: NodeId };
+  | { type: "remove"; id: NodeId }
+  /** New addresses (and data incarnation) for a member; its voter state stays. */
+  | { type: "update"; member: Omit<Member, "voter"> };

@@ -51,7 +51,7 @@ describe("restart with --join-addr", () => {
       // node-2 restarts twice with identical flags, --join-addr included.
       for (let round = 1; round <= 2; round++) {
         await cluster.restart(node2);
-        expect(node2.log()).toContain("node has cluster state; ignoring --join-addr");
+        expect(node2.log()).toContain("node has cluster state; not joining again");
         await cluster.waitForValue(node2, "j", "1");
         await expectMembers(cluster, all, ["node-1", "node-2", "node-3"]);
       }

@@ -383,6 +383,8 @@ export interface NodeOptions {
   extraArgs?: string[];
   /** Data directory; a new one inside the cluster directory when absent. */
   dataDir?: string;
+  /** Client and raft ports; free ones when absent. */
+  ports?: { client: number; raft: number };
 }
 
 export interface ClusterOptions {
@@ -401,8 +403,8 @@ export interface ClusterOptions {
 /** One `echokv serve` process slot: fixed id, ports and data dir across restarts. */
 export class ClusterNode {
   readonly id: string;
-  readonly clientPort: number;
-  readonly raftPort: number;
+  clientPort: number;
+  raftPort: number;
   readonly dataDir: string;
   readonly logPath: string;
   /** Value of --join-addr on the next start. Tests may change it between restarts. */
@@ -414,10 +416,10 @@ export class ClusterNode {
   #proc: Subprocess | null = null;
   #exitCode: number | null = null;
 
-  constructor(id: string, dataDir: string, logPath: string, joinAddr: string | null, extraArgs: string[]) {
+  constructor(id: string, dataDir: string, logPath: string, joinAddr: string | null, extraArgs: string[], ports?: { client: number; raft: number }) {
     this.id = id;
-    this.clientPort = freePort();
-    this.raftPort = freePort();
+    this.clientPort = ports?.client ?? freePort();
+    this.raftPort = ports?.raft ?? freePort();
     this.dataDir = dataDir;
     this.logPath = logPath;
     this.joinAddr = joinAddr;
@@ -426,6 +428,13 @@ export class ClusterNode {
 
   get clientAddr(): string {
     return `127.0.0.1:${this.clientPort}`;
+  }
+
+  /** Picks new free ports for the next start, as for a node that comes back on other addresses. */
+  moveToNewPorts(): void {
+    if (this.running) throw new Error(`${this.id} must be stopped before it moves`);
+    this.clientPort = freePort();
+    this.raftPort = freePort();
   }
 
   get raftAddr(): string {
@@ -539,7 +548,7 @@ export class Cluster {
     flags.push(...(this.options.extraArgs ?? []), ...(options.extraArgs ?? []));
     const dirName = `${id}-${this.nodes.length}`;
     const dataDir = options.dataDir ?? join(this.dir, dirName);
-    const node = new ClusterNode(id, dataDir, join(this.dir, `${dirName}.log`), joinAddr, flags);
+    const node = new ClusterNode(id, dataDir, join(this.dir, `${dirName}.log`), joinAddr, flags, options.ports);
     this.nodes.push(node);
     return node;
   }

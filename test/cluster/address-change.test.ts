@@ -1,0 +1,89 @@
+// A member that restarts from its data directory on other addresses: the
+// cluster records its new addresses, replicates to it there, and can fail
+// over with it. A new node may then take the old addresses, and the cluster
+// never lists two members on one raft address.
+
+import { describe, expect } from "bun:test";
+import { Cluster, clusterTest, installClusterHooks, replyText, type ClusterNode } from "../support/cluster.ts";
+
+installClusterHooks();
+
+/** Reads MEMBERS on `node` into raft address -> id, failing if an address appears twice. */
+async function membersByRaftAddr(cluster: Cluster, node: ClusterNode): Promise<Map<string, string>> {
+  const reply = await cluster.command(node, ["MEMBERS"]);
+  if (reply.type !== "array" || reply.value === null) throw new Error(`MEMBERS failed: ${JSON.stringify(reply)}`);
+  const byAddr = new Map<string, string>();
+  for (const entry of reply.value) {
+    // Each line reads "<id> raft=<addr> client=<addr> <role>".
+    const line = replyText(entry) ?? "";
+    const [id, raft] = line.split(" ");
+    const raftAddr = raft.replace(/^raft=/, "");
+    if (byAddr.has(raftAddr)) throw new Error(`two members on ${raftAddr}: ${byAddr.get(raftAddr)} and ${id}`);
+    byAddr.set(raftAddr, id);
+  }
+  return byAddr;
+}
+
+describe("address change", () => {
+  clusterTest(
+    "member restarts on new addresses with its data",
+    async () => {
+      const cluster = new Cluster({ name: "address-change" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      expect(replyText(await cluster.command(leader, ["SET", "p", "1"]))).toBe("OK");
+      const moved = nodes.find((node) => node !== leader)!;
+      await cluster.waitForValue(moved, "p", "1");
+      const oldPorts = { client: moved.clientPort, raft: moved.raftPort };
+      const oldRaftAddr = moved.raftAddr;
+
+      await cluster.kill(moved, "SIGKILL");
+      moved.moveToNewPorts();
+      moved.joinAddr = leader.clientAddr;
+      await cluster.start(moved, "ping");
+      await moved.waitForLog("address change recorded", 20_000);
+
+      const members = await membersByRaftAddr(cluster, leader);
+      expect(members.get(moved.raftAddr)).toBe(moved.id);
+      expect(members.has(oldRaftAddr)).toBe(false);
+      expect(replyText(await cluster.command(leader, ["SET", "p", "2"]))).toBe("OK");
+      await cluster.waitForValue(moved, "p", "2", 10_000);
+
+      // Failover needs the moved node's vote: only it and one other remain.
+      await cluster.kill(leader, "SIGKILL");
+      const survivors = nodes.filter((node) => node !== leader);
+      const next = await cluster.waitForLeader(survivors, 15_000);
+      expect(replyText(await cluster.command(next, ["SET", "p", "3"]))).toBe("OK");
+      for (const node of survivors) await cluster.waitForValue(node, "p", "3", 10_000);
+
+      // A new node on the old addresses is admitted; no address is listed twice.
+      await cluster.start(leader, "ping");
+      const newcomer = cluster.addNode({ id: "node-5", joinAddr: next.clientAddr, ports: oldPorts });
+      await cluster.start(newcomer, "joined");
+      await cluster.waitForValue(newcomer, "p", "3", 15_000);
+      const after = await membersByRaftAddr(cluster, next);
+      expect(after.get(oldRaftAddr)).toBe("node-5");
+      expect(after.get(moved.raftAddr)).toBe(moved.id);
+    },
+    90_000,
+  );
+
+  clusterTest(
+    "a new node on a live member's raft address is refused",
+    async () => {
+      const cluster = new Cluster({ name: "address-taken" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const holder = nodes.find((node) => node !== leader)!;
+      await cluster.kill(holder, "SIGKILL");
+      const intruder = cluster.addNode({ id: "node-9", joinAddr: leader.clientAddr, ports: { client: holder.clientPort, raft: holder.raftPort } });
+      await cluster.start(intruder, "none");
+      const exitCode = await Promise.race([intruder.exited(), Bun.sleep(15_000).then(() => "still running")]);
+      expect(exitCode).not.toBe("still running");
+      expect(intruder.log()).toContain(`raft address ${holder.raftAddr} is in use by node ${holder.id}`);
+      const members = await membersByRaftAddr(cluster, leader);
+      expect(members.get(holder.raftAddr)).toBe(holder.id);
+    },
+    60_000,
+  );
+});
