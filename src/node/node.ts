@@ -223,6 +223,7 @@ export class EchoNode {
         `no intact snapshot covers the log compacted up to index ${logBase}, and no other member holds the data; restore the cluster from a backup (serve --restore FILE)`,
       );
     }
+    if (missing) node.#logger.info("the data will be fetched from a peer's snapshot; reads fail with LOADING until then", { log_base: logBase });
     holder.node = node;
     return node;
   }
@@ -283,7 +284,9 @@ export class EchoNode {
     this.#logger.info("node started", {
       cluster: this.#clusterId ?? "none",
       last_index: this.#core.log.lastIndex(),
-      applied_index: replay,
+      applied_index: this.#appliedIndex,
+      commit_index: replay,
+      loading: this.#missingState !== null,
       members: this.#core.members.map((member) => member.id).join(",") || "none",
     });
     this.#updatePeers(true);

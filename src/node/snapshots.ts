@@ -104,9 +104,7 @@ export class SnapshotStore {
       }
     }
     if (logBaseIndex > 0) {
-      this.#logger.error("no intact snapshot covers the compacted log; the data will be fetched from a peer's snapshot", {
-        log_base: logBaseIndex,
-      });
+      this.#logger.error("no intact snapshot covers the compacted log", { log_base: logBaseIndex });
     }
     return null;
   }

@@ -8,7 +8,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { errorMessage, type Logger } from "../log.ts";
 import type { EchoNode } from "../node/node.ts";
 import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
-import { parseHostPort } from "../transport/address.ts";
+import { listenFailure, parseHostPort } from "../transport/address.ts";
 import { dispatch, type CommandContext, type Consistency, type ServerLimits } from "./commands.ts";
 import { LeaderForwarder } from "./forward.ts";
 
@@ -87,20 +87,24 @@ export class RespServer {
 
   start(): void {
     const { host, port } = parseHostPort(this.#options.listenAddr);
-    this.#listener = Bun.listen<Connection>({
-      hostname: host,
-      port,
-      socket: {
-        open: (socket) => this.#onOpen(socket),
-        data: (socket, chunk) => this.#onData(socket, chunk),
-        drain: (socket) => this.#flush(socket),
-        close: (socket) => this.#onClose(socket),
-        error: (socket, err) => {
-          this.#logger.warn("client connection error", { error: errorMessage(err) });
-          this.#onClose(socket);
+    try {
+      this.#listener = Bun.listen<Connection>({
+        hostname: host,
+        port,
+        socket: {
+          open: (socket) => this.#onOpen(socket),
+          data: (socket, chunk) => this.#onData(socket, chunk),
+          drain: (socket) => this.#flush(socket),
+          close: (socket) => this.#onClose(socket),
+          error: (socket, err) => {
+            this.#logger.warn("client connection error", { error: errorMessage(err) });
+            this.#onClose(socket);
+          },
         },
-      },
-    });
+      });
+    } catch (err) {
+      throw new Error(listenFailure(this.#options.listenAddr, err));
+    }
     this.#logger.info("client listener started", { addr: `${host}:${this.#listener.port}` });
   }
 

@@ -5,7 +5,7 @@
 
 import { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/types.ts";
 
@@ -64,6 +64,8 @@ interface EntryRow {
 export class SqliteStorage {
   readonly path: string;
   readonly #db: Database;
+  /** The data directory's LOCK file, removed on close. */
+  #lockPath: string | null = null;
   readonly #insertEntry;
   readonly #deleteFrom;
   readonly #setMeta;
@@ -84,6 +86,7 @@ export class SqliteStorage {
    */
   static open(dir: string, nodeId: string): SqliteStorage {
     mkdirSync(dir, { recursive: true });
+    const lock = lockDataDir(dir);
     const path = join(dir, DATABASE_FILE);
     let db: Database;
     try {
@@ -120,6 +123,7 @@ export class SqliteStorage {
     }
 
     const storage = new SqliteStorage(path, db);
+    storage.#lockPath = lock;
     storage.#checkIdentity(dir, nodeId);
     return storage;
   }
@@ -343,6 +347,49 @@ export class SqliteStorage {
 
   close(): void {
     this.#db.close();
+    if (this.#lockPath !== null) rmSync(this.#lockPath, { force: true });
+    this.#lockPath = null;
+  }
+}
+
+/**
+ * Claims `dir` for this process with a LOCK file holding its PID, so that a
+ * second node started on the same directory by mistake stops before it
+ * touches anything. A lock whose process no longer runs (the node was
+ * killed) is taken over. Returns the lock file's path.
+ */
+function lockDataDir(dir: string): string {
+  const path = join(dir, "LOCK");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      return path;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = Number.parseInt(readFileSync(path, "utf8"), 10);
+    if (Number.isInteger(owner) && owner !== process.pid && processRuns(owner)) {
+      throw new StorageError(
+        `data directory ${dir} is in use by process ${owner}; stop that node first (if no node runs there, delete ${path})`,
+      );
+    }
+    rmSync(path, { force: true });
+  }
+  throw new StorageError(`could not claim data directory ${dir}: another process keeps creating ${path}`);
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -22,3 +22,16 @@ export function parseHostPort(address: string): HostPort {
   }
   return { host, port };
 }
+
+/**
+ * Explains why listening on `addr` failed. Bun's message names only the host
+ * ("Failed to listen at 127.0.0.1"); the error code says what went wrong.
+ */
+export function listenFailure(addr: string, err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") return `cannot listen on ${addr}: the address is already in use (is another node or program on that port?)`;
+  if (code === "EACCES") return `cannot listen on ${addr}: permission denied (ports below 1024 need privileges)`;
+  if (code === "EADDRNOTAVAIL") return `cannot listen on ${addr}: no local interface has that address`;
+  const reason = err instanceof Error ? err.message : String(err);
+  return `cannot listen on ${addr}: ${reason}${typeof code === "string" ? ` (${code})` : ""}`;
+}

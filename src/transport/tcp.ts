@@ -6,7 +6,7 @@ import type { TCPSocketListener } from "bun";
 import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
 import type { PeerMessage } from "../raft/types.ts";
-import { parseHostPort } from "./address.ts";
+import { listenFailure, parseHostPort } from "./address.ts";
 import { encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
 import { Acceptor } from "./inbound.ts";
 import type { InboundState } from "./inbound.ts";
@@ -94,7 +94,7 @@ export class TcpTransport implements Transport {
     try {
       this.#listener = Bun.listen<InboundState>({ hostname: host, port, socket: this.#acceptor.handlers });
     } catch (err) {
-      throw new Error(`failed to listen on ${listenAddr}: ${errorMessage(err)}`);
+      throw new Error(listenFailure(listenAddr, err));
     }
     this.#logger.info("transport listening", { addr: listenAddr, port: this.#listener.port });
   }

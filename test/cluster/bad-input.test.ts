@@ -414,4 +414,33 @@ describe("bad operator input", () => {
     },
     30_000,
   );
+
+  clusterTest(
+    "second node on a data dir in use",
+    async () => {
+      const cluster = new Cluster({ name: "dir-in-use", extraArgs: ["--snapshot-entries", "100"] });
+      const owner = cluster.addNode({ id: "node-a", joinAddr: null });
+      await cluster.start(owner);
+      await cluster.waitForLeader([owner]);
+      for (let i = 0; i < 250; i++) expect(describeReply(await cluster.command(owner, ["SET", `k${i}`, `v${i}`]))).toBe("OK");
+      const snapshotsBefore = readdirSync(join(owner.dataDir, "snapshots")).sort();
+
+      // The same id and directory on other ports, as a second copy started by mistake.
+      const second = cluster.addNode({ id: "node-a", joinAddr: null, dataDir: owner.dataDir });
+      await cluster.start(second, "none");
+      const exitCode = await Promise.race([second.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      expect(exitCode).toBe(2);
+      const message = second.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+      expect(message).toContain(`is in use by process ${owner.pid}`);
+      expect(readdirSync(join(owner.dataDir, "snapshots")).sort()).toEqual(snapshotsBefore);
+      expect(replyText(await cluster.command(owner, ["GET", "k249"]))).toBe("v249");
+
+      // A lock left by a killed node does not block its restart.
+      await cluster.kill(owner, "SIGKILL");
+      await cluster.start(owner);
+      await cluster.waitForLeader([owner]);
+      expect(replyText(await cluster.command(owner, ["GET", "k249"]))).toBe("v249");
+    },
+    30_000,
+  );
 });

@@ -374,7 +374,9 @@ describe("TcpTransport lifecycle", () => {
 
     const error = await harness.start("b", { listenAddr: a.addr }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toStartWith(`failed to listen on ${a.addr}`);
+    expect((error as Error).message).toBe(
+      `cannot listen on ${a.addr}: the address is already in use (is another node or program on that port?)`,
+    );
   });
 
   test("start rejects invalid address", async () => {
