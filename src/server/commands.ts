@@ -4,6 +4,7 @@
 
 import { NodeError } from "../node/errors.ts";
 import type { EchoNode } from "../node/node.ts";
+import type { SnapshotRecord } from "../storage/sqlite.ts";
 import type { Member } from "../raft/types.ts";
 import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
 import type { LeaderForwarder } from "./forward.ts";
@@ -280,17 +281,24 @@ const COMMANDS: Record<string, CommandSpec> = {
 const MAX_SNAPSHOT_READ_BYTES = 8 * 1024 * 1024;
 
 /**
- * SNAPSHOT [CREATE]: takes a snapshot of this node now and returns its index,
- * term, size in bytes and CRC-32. SNAPSHOT READ index offset length: returns
- * bytes of that snapshot file, for backups.
+ * SNAPSHOT [CREATE]: catches up with the leader's commit index, takes a
+ * snapshot of this node and returns its index, term, size in bytes and
+ * CRC-32. SNAPSHOT LOCAL: the same without catching up, for a node that
+ * cannot reach a leader. SNAPSHOT READ index offset length: returns bytes
+ * of that snapshot file, for backups.
  */
 function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
   const sub = args.length === 0 ? "CREATE" : text(args[0]).toUpperCase();
+  const describe = (record: SnapshotRecord) =>
+    array([integer(record.meta.lastIndex), integer(record.meta.lastTerm), integer(record.bytes), integer(record.checksum)]);
   if (sub === "CREATE" && args.length <= 1) {
-    return ctx.node.snapshot().then((record) =>
-      array([integer(record.meta.lastIndex), integer(record.meta.lastTerm), integer(record.bytes), integer(record.checksum)]),
-    );
+    // A follower may lag: catch up to the leader's commit index first, so the
+    // snapshot holds every write acknowledged before the command arrived.
+    return readBarrier(ctx)
+      .then(() => ctx.node.snapshot())
+      .then(describe);
   }
+  if (sub === "LOCAL" && args.length === 1) return ctx.node.snapshot().then(describe);
   if (sub === "READ" && args.length === 4) {
     const [index, offset, length] = args.slice(1).map((arg) => Number(text(arg)));
     if (![index, offset, length].every((n) => Number.isSafeInteger(n) && n >= 0) || length > MAX_SNAPSHOT_READ_BYTES) {
@@ -302,7 +310,7 @@ function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
     }
     return bulk(ctx.node.readSnapshot(record, offset, length));
   }
-  return error("ERR syntax: SNAPSHOT [CREATE] | SNAPSHOT READ index offset length");
+  return error("ERR syntax: SNAPSHOT [CREATE] | SNAPSHOT LOCAL | SNAPSHOT READ index offset length");
 }
 
 /**
