@@ -208,7 +208,10 @@ class ChunkReader {
  * is never held whole in memory. Throws SnapshotCorruptError naming the
  * problem for any damaged file; the half-built store is then dropped.
  */
-export async function loadSnapshotFile(path: string): Promise<{ header: SnapshotHeader; store: KvStore; info: SnapshotFileInfo }> {
+export async function loadSnapshotFile(
+  path: string,
+  onProgress: (bytesRead: number, totalBytes: number) => void = () => {},
+): Promise<{ header: SnapshotHeader; store: KvStore; info: SnapshotFileInfo }> {
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
@@ -235,7 +238,10 @@ export async function loadSnapshotFile(path: string): Promise<{ header: Snapshot
       if (value === null) throw corrupt(`has a value that overruns the file at byte ${reader.offset}`);
       store.set(key, value);
       records++;
-      if (records % 65_536 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (records % 65_536 === 0) {
+        onProgress(reader.offset, size);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
     const footer = reader.take(8);
     if (footer === null || reader.offset !== size - 4) throw corrupt(`has no end marker where expected`);
@@ -247,6 +253,7 @@ export async function loadSnapshotFile(path: string): Promise<{ header: Snapshot
       throw corrupt(`failed its checksum (stored ${stored.readUInt32BE(0)}, computed ${checksum}); it is truncated or altered`);
     }
     if (count !== records) throw corrupt(`contains ${records} records but its footer records ${count}`);
+    onProgress(size, size);
     return { header, store, info: { bytes: size, records, checksum } };
   } finally {
     closeSync(fd);

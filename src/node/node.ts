@@ -1044,7 +1044,10 @@ export class EchoNode {
     }
     this.#lastPeers = key;
     const isMember = members.some((member) => member.id === this.id);
-    if (!isMember && members.length > 0 && !this.#removedLogged) {
+    // A joining node knows the members from the JOIN reply before its log
+    // holds a configuration that lists it; that is no reason to warn.
+    const joining = this.#core.members.length === 0;
+    if (!isMember && !joining && members.length > 0 && !this.#removedLogged) {
       this.#removedLogged = true;
       this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes");
     }

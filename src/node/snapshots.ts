@@ -85,7 +85,8 @@ export class SnapshotStore {
       const path = this.path(record.file);
       try {
         const started = performance.now();
-        const { store, info } = await loadSnapshotFile(path);
+        const progress = new ProgressLog((percent) => this.#logger.info("loading snapshot", { index: record.meta.lastIndex, percent }));
+        const { store, info } = await loadSnapshotFile(path, (done, total) => progress.update(done, total));
         if (info.checksum !== record.checksum) {
           throw new SnapshotCorruptError(`${path} has checksum ${info.checksum}, the database recorded ${record.checksum}`);
         }
@@ -429,7 +430,8 @@ export class SnapshotTransfers {
  */
 export async function restoreFromBackup(storage: SqliteStorage, dataDir: string, backup: string, self: Member, logger: Logger): Promise<string> {
   const started = performance.now();
-  const { header, store, info } = await loadSnapshotFile(backup);
+  const progress = new ProgressLog((percent) => logger.info("reading backup", { backup, percent }));
+  const { header, store, info } = await loadSnapshotFile(backup, (done, total) => progress.update(done, total));
   const meta: SnapshotMeta = { lastIndex: header.lastIndex, lastTerm: header.lastTerm, members: [{ ...self, voter: true }] };
   const snapshots = new SnapshotStore(dataDir, storage, logger);
   const file = snapshotFileName(meta);
