@@ -88,7 +88,7 @@ export interface ClusterEvent {
   time: string;
   node: NodeId;
   term: number;
-  type: "node_started" | "node_stopping" | "role_changed" | "leader_changed" | "membership_changed";
+  type: "node_started" | "node_stopping" | "role_changed" | "leader_changed" | "membership_changed" | "snapshot_taken" | "snapshot_installed";
   message: string;
   [field: string]: string | number | boolean | null;
 }
@@ -792,6 +792,7 @@ export class EchoNode {
         ms: Math.round(performance.now() - started),
         log_compacted_to: compactedTo?.lastIndex ?? 0,
       });
+      this.#emit("snapshot_taken", `${this.id} took a snapshot at index ${index} (${record.bytes} bytes)`, { index, bytes: record.bytes });
       return record;
     });
     this.#snapshotInProgress = work;
@@ -917,6 +918,7 @@ export class EchoNode {
       keys: this.store.size,
       replayed: missing.committed - snapshotIndex,
     });
+    this.#emit("snapshot_installed", `${this.id} restored its data from a peer's snapshot at index ${snapshotIndex}`, { index: snapshotIndex });
   }
 
   /** Replaces the map and the stored log with the snapshot the core accepted. */
@@ -938,6 +940,7 @@ export class EchoNode {
     this.#lastSnapshotIndex = meta.lastIndex;
     this.#logBytesSinceSnapshot = 0;
     this.#logger.info("installed snapshot from the leader", { index: meta.lastIndex, keys: this.store.size, bytes: received.record.bytes });
+    this.#emit("snapshot_installed", `${this.id} installed the leader's snapshot at index ${meta.lastIndex}`, { index: meta.lastIndex });
   }
 
   #onReadIndex(id: number, index: number): void {

@@ -51,6 +51,8 @@ const EVENT_COLORS: Record<string, string> = {
   peer_reachable: "green-fg",
   node_started: "blue-fg",
   node_stopping: "yellow-fg",
+  snapshot_taken: "white-fg",
+  snapshot_installed: "white-fg",
   connection: "yellow-fg",
 };
 

@@ -13,6 +13,8 @@ export const CLUSTER_EVENT_TYPES = [
   "peer_reachable",
   "node_started",
   "node_stopping",
+  "snapshot_taken",
+  "snapshot_installed",
 ] as const;
 
 export type ClusterEventType = (typeof CLUSTER_EVENT_TYPES)[number];

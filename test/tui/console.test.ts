@@ -227,6 +227,17 @@ describe("echokv tui", () => {
     type(MAIN_SESSION, "", "C-u");
   }, 20_000);
 
+  test("shows a snapshot in the event pane", async () => {
+    type(MAIN_SESSION, "SNAPSHOT", "Enter");
+    // The event pane wraps at word boundaries, so the message may span two lines.
+    await waitForScreen(
+      MAIN_SESSION,
+      "the snapshot event",
+      (text) => text.includes(`${leader.id} took a`) && text.includes("snapshot at index"),
+      15_000,
+    );
+  }, 20_000);
+
   test("shows help on ?", async () => {
     type(MAIN_SESSION, "?");
     await waitForScreen(MAIN_SESSION, "the help", (text) => text.includes("Press any key to close this help."));
