@@ -166,6 +166,17 @@ async function main(): Promise<void> {
     await cluster.start(followers[1], "ping", 60_000);
     const rejoinMs = await waitForAllKeys(cluster, followers[1], keyCount, started, 300_000);
     const installed = followers[1].log().includes("installed snapshot from the leader");
+    if (rejoinMs > 5000) {
+      // Slow catch-up: show what the transfer did on both sides.
+      const relevant = (node: ClusterNode) =>
+        node
+          .log()
+          .split("\n")
+          .filter((line) => /snapshot|transfer|peer connection|membership change|joined/.test(line))
+          .slice(-25)
+          .join("\n");
+      console.log(`catch-up took ${rejoinMs} ms; leader ${leader.id}:\n${relevant(leader)}\n${followers[1].id}:\n${relevant(followers[1])}`);
+    }
     console.log(
       `4. wiped and restarted ${followers[1].id}: all ${keyCount} keys after ${rejoinMs} ms (${installed ? "by snapshot" : "by log replay"}); ` +
         `its peak RSS: ${peaks([followers[1]])}`,
