@@ -262,24 +262,31 @@ async function announceNewAddresses(node: EchoNode, settings: ServeSettings, log
   let lastError = "no other member is known";
   for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && targets.length > 0 && !stopped(); attempt++) {
     const target = targets[attempt % targets.length];
-    let client: RespClient | null = null;
     try {
-      client = await RespClient.connect(target, { timeoutMs: 2000 });
-      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, node.incarnation], { timeoutMs: 10_000 });
+      const reply = await sendJoin(target, settings, node.incarnation, 10_000);
       if (reply.type === "array") {
         logger.info("address change recorded", { ...fields, via: target });
         return;
       }
       lastError = reply.type === "error" ? reply.message : `unexpected reply ${JSON.stringify(reply)}`;
+      // A definite rejection (such as an address in use) will not change by retrying.
       if (reply.type === "error" && lastError.startsWith("ERR ")) break;
     } catch (err) {
       lastError = errorMessage(err);
-    } finally {
-      client?.close();
     }
     await Bun.sleep(1000);
   }
   if (!stopped()) logger.error("could not record this node's new addresses; peers still dial the old ones", { ...fields, error: lastError });
+}
+
+/** Sends JOIN for this node to the member at `target` and returns the reply. Connection failures throw. */
+async function sendJoin(target: string, settings: ServeSettings, incarnation: string, timeoutMs: number): Promise<RespValue> {
+  const client = await RespClient.connect(target, { timeoutMs: 2000 });
+  try {
+    return await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, incarnation], { timeoutMs });
+  } finally {
+    client.close();
+  }
 }
 
 /** Asks the member at --join-addr to add this node, retrying until --join-timeout-ms. */
@@ -291,12 +298,8 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
   let lastError = "";
   while (Date.now() < deadline) {
     attempt++;
-    let client: RespClient | null = null;
     try {
-      client = await RespClient.connect(target, { timeoutMs: 2000 });
-      const reply = await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, incarnation], {
-        timeoutMs: Math.max(1000, deadline - Date.now()),
-      });
+      const reply = await sendJoin(target, settings, incarnation, Math.max(1000, deadline - Date.now()));
       const joined = parseJoinReply(reply);
       if (joined) {
         const { clusterId, members } = joined;
@@ -313,8 +316,6 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
     } catch (err) {
       if (err instanceof UsageError) throw err;
       lastError = errorMessage(err);
-    } finally {
-      client?.close();
     }
     if (attempt === 1) logger.warn("join attempt failed; retrying", { node: settings.nodeId, via: target, error: lastError });
     await Bun.sleep(Math.min(1000, 100 * attempt));
