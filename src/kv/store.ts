@@ -26,7 +26,7 @@ export type ApplyResult = "OK" | number;
 const PAGE_BYTES = 1 << 20;
 const LARGE_RECORD_BYTES = PAGE_BYTES >>> 2;
 const RECORD_HEADER_BYTES = 8;
-/** A location is page * PAGE_SPAN + offset; offsets of ordinary pages stay below it, large pages use offset 0. */
+/** A location is page * PAGE_SPAN + offset. Offsets in ordinary pages stay below PAGE_SPAN, and large pages use offset 0. */
 const PAGE_SPAN = 2 ** 25;
 const MIN_CAPACITY = 1024;
 /** Bytes of a page being emptied that one write may move, so no single write pays for a whole page. */
@@ -34,7 +34,7 @@ const COMPACT_STEP_BYTES = 64 * 1024;
 
 interface Page {
   bytes: Uint8Array;
-  /** Bytes written so far; nothing below this offset is written again. */
+  /** Bytes written so far. Nothing below this offset is written again. */
   used: number;
   /** Bytes of records some slot still points at. */
   live: number;
@@ -92,7 +92,7 @@ export class KvStore {
     return this.#size;
   }
 
-  /** Bytes held by pages and the index; what the store costs besides small objects. */
+  /** Bytes of the pages and the index: what the store costs besides small objects. */
   get memoryBytes(): number {
     let total = this.#slots.byteLength + this.#hashes.byteLength;
     for (const page of this.#pages) if (page) total += page.bytes.byteLength;
@@ -133,7 +133,7 @@ export class KvStore {
     this.#compactStep();
   }
 
-  /** Removes `key`; returns whether it was present. */
+  /** Removes `key` and returns whether it was present. */
   delete(key: Uint8Array): boolean {
     const slot = this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed));
     if (slot < 0) return false;
@@ -154,9 +154,9 @@ export class KvStore {
     return removed;
   }
 
-  /** Takes over the whole content of `other`, as when a snapshot is installed; `other` must not be used afterwards. */
+  /** Takes over the whole content of `other`, as when a snapshot is installed. `other` must not be used afterwards. */
   replaceWith(other: KvStore): void {
-    // A snapshot being written describes the old content; it must fail, not end early.
+    // A snapshot being written describes the old content, so it must fail rather than end early.
     this.#cursor?.abort("the store was replaced while a snapshot of it was being written");
     if (other.#cursor) throw new Error("cannot take over a store with an open snapshot cursor");
     this.#pages = other.#pages;
@@ -405,11 +405,11 @@ export class SnapshotCursor {
   }
 
   /**
-   * Returns the next records encoded as snapshot records (u32 big-endian key
-   * length, key, u32 big-endian value length, value), about `maxBytes` at a
-   * time and at least one record, with their count; or null at the end.
-   * The bytes are a view of a buffer that the next call overwrites. Reusing
-   * it leaves one buffer of garbage per snapshot instead of one per batch.
+   * Returns the next records and their count, or null at the end. Records use
+   * the snapshot file layout (u32 big-endian key length, key, u32 big-endian
+   * value length, value). A batch is about `maxBytes` long and contains at
+   * least one record. The bytes are a view of a buffer that the next call
+   * overwrites, so a snapshot leaves one buffer of garbage, not one per batch.
    */
   next(maxBytes: number): { records: number; bytes: Buffer } | null {
     if (this.#abortReason !== null) throw new Error(this.#abortReason);

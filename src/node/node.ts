@@ -220,7 +220,7 @@ export class EchoNode {
     const node = new EchoNode(options, state, snapshots, loaded, missing);
     if (missing && !node.#core.members.some((member) => member.voter && member.id !== options.nodeId)) {
       throw new StorageError(
-        `no intact snapshot covers the log compacted up to index ${logBase}, and no other member holds the data; restore the cluster from a backup (serve --restore FILE)`,
+        `no intact snapshot covers the log compacted up to index ${logBase}, and no other member holds the data; restore the cluster from a backup with serve --restore FILE`,
       );
     }
     if (missing) node.#logger.info("the data will be fetched from a peer's snapshot; reads fail with LOADING until then", { log_base: logBase });
@@ -389,14 +389,16 @@ export class EchoNode {
 
   /**
    * Adds a member as a learner; it is promoted to voter once caught up.
-   * Repeating a join is a no-op. A known id that joins from new addresses
-   * with the incarnation of its recorded data directory moved, and the
-   * configuration records its new addresses; any other join of a known id
-   * from new addresses is refused. A known id that joins from its addresses
-   * with a new data directory (another incarnation) lost its log, so its
-   * old membership is removed first. Otherwise the leader would count it as
-   * storing entries it no longer has, and its empty log could help elect a
-   * leader that lacks committed entries. No two members share a raft address.
+   * Repeating a join is a no-op, and no two members may share a raft address.
+   *
+   * A known id joining from new addresses with the incarnation of its
+   * recorded data directory has moved, so the configuration records the new
+   * addresses. Any other join of a known id from new addresses is rejected.
+   *
+   * A known id joining from its addresses with a new data directory lost its
+   * log, so its old membership is removed first. Otherwise the leader would
+   * count it as storing entries it no longer has, and its empty log could
+   * help elect a leader that lacks committed entries.
    */
   async addMember(member: Omit<Member, "voter">): Promise<void> {
     this.#checkServing();
@@ -404,9 +406,9 @@ export class EchoNode {
     const sameAddresses = existing?.raftAddr === member.raftAddr && existing?.clientAddr === member.clientAddr;
     const sameData = member.incarnation === undefined || existing?.incarnation === member.incarnation;
     if (existing && sameAddresses && sameData) return;
-    const taken = this.#core.members.find((other) => other.id !== member.id && other.raftAddr === member.raftAddr);
-    if (taken) {
-      throw new NodeError("INVALID", `raft address ${member.raftAddr} is in use by node ${taken.id}; REMOVE ${taken.id} first`);
+    const holder = this.#core.members.find((other) => other.id !== member.id && other.raftAddr === member.raftAddr);
+    if (holder) {
+      throw new NodeError("INVALID", `raft address ${member.raftAddr} is in use by node ${holder.id}; REMOVE ${holder.id} first`);
     }
     if (!existing) {
       await this.#changeMembers({ type: "add", member });
@@ -507,11 +509,6 @@ export class EchoNode {
 
   #checkServing(): void {
     if (this.#stopped) throw new NodeError("SHUTDOWN", "the node is shutting down");
-  }
-
-  /** Whether the key-value state is being restored from a peer, so nothing can be read here. */
-  get loading(): boolean {
-    return this.#missingState !== null;
   }
 
   /** Throws LOADING while the key-value state is missing; call before reading the store. */
@@ -1047,8 +1044,8 @@ export class EchoNode {
     }
     this.#lastPeers = key;
     const isMember = members.some((member) => member.id === this.id);
-    // A joining node knows the members from the JOIN reply before its log
-    // holds a configuration that lists it; that is no reason to warn.
+    // A joining node gets the members from the JOIN reply before its log
+    // contains a configuration that lists it, so there is nothing to warn about.
     const joining = this.#core.members.length === 0;
     if (!isMember && !joining && members.length > 0 && !this.#removedLogged) {
       this.#removedLogged = true;

@@ -211,5 +211,5 @@ export type ProposeResult =
 export type ConfChange =
   | { type: "add"; member: Omit<Member, "voter"> }
   | { type: "remove"; id: NodeId }
-  /** New addresses (and data incarnation) for a member; its voter state stays. */
+  /** New addresses (and data incarnation) for a member, keeping its voter state. */
   | { type: "update"; member: Omit<Member, "voter"> };

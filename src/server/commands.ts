@@ -292,8 +292,8 @@ function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
   const describe = (record: SnapshotRecord) =>
     array([integer(record.meta.lastIndex), integer(record.meta.lastTerm), integer(record.bytes), integer(record.checksum)]);
   if (sub === "CREATE" && args.length <= 1) {
-    // A follower may lag: catch up to the leader's commit index first, so the
-    // snapshot holds every write acknowledged before the command arrived.
+    // A follower may lag, so it first catches up to the leader's commit index.
+    // The snapshot then contains every write acknowledged before the command.
     return readBarrier(ctx)
       .then(() => ctx.node.snapshot())
       .then(describe);

@@ -24,8 +24,8 @@ export function parseHostPort(address: string): HostPort {
 }
 
 /**
- * Explains why listening on `addr` failed. Bun's message names only the host
- * ("Failed to listen at 127.0.0.1"); the error code says what went wrong.
+ * Builds the message for a failed listen on `addr`. Bun's own message names
+ * only the host ("Failed to listen at 127.0.0.1"), so the cause comes from the error code.
  */
 export function listenFailure(addr: string, err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;

@@ -372,7 +372,7 @@ describe("bad operator input", () => {
       const joiner = cluster.addNode({ joinAddr: unreachable, extraArgs: ["--join-timeout-ms", "2000"] });
       const started = Date.now();
       await cluster.start(joiner, "none");
-      const exitCode = await Promise.race([joiner.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      const exitCode = await joiner.exitWithin(10_000);
       const elapsedMs = Date.now() - started;
       expect(exitCode).not.toBe("still running");
       expect(exitCode).not.toBe(0);
@@ -401,9 +401,9 @@ describe("bad operator input", () => {
 
       const intruder = cluster.addNode({ id: "node-b", joinAddr: null, dataDir: owner.dataDir });
       await cluster.start(intruder, "none");
-      const exitCode = await Promise.race([intruder.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      const exitCode = await intruder.exitWithin(10_000);
       expect(exitCode).toBe(2);
-      const message = intruder.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+      const message = intruder.fatalMessage();
       expect(message).toContain("node-a");
       expect(message).toContain("node-b");
 
@@ -416,7 +416,7 @@ describe("bad operator input", () => {
   );
 
   clusterTest(
-    "second node on a data dir in use",
+    "second node on locked data dir",
     async () => {
       const cluster = new Cluster({ name: "dir-in-use", extraArgs: ["--snapshot-entries", "100"] });
       const owner = cluster.addNode({ id: "node-a", joinAddr: null });
@@ -428,9 +428,9 @@ describe("bad operator input", () => {
       // The same id and directory on other ports, as a second copy started by mistake.
       const second = cluster.addNode({ id: "node-a", joinAddr: null, dataDir: owner.dataDir });
       await cluster.start(second, "none");
-      const exitCode = await Promise.race([second.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      const exitCode = await second.exitWithin(10_000);
       expect(exitCode).toBe(2);
-      const message = second.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+      const message = second.fatalMessage();
       expect(message).toContain(`is in use by process ${owner.pid}`);
       expect(readdirSync(join(owner.dataDir, "snapshots")).sort()).toEqual(snapshotsBefore);
       expect(replyText(await cluster.command(owner, ["GET", "k249"]))).toBe("v249");

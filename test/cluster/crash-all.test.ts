@@ -32,7 +32,7 @@ function termsWithTwoLeaders(nodes: ClusterNode[]): string[] {
 
 describe("all nodes killed at once", () => {
   clusterTest(
-    "acked writes survive, through the leader and through a follower",
+    "acked writes survive killing all",
     async () => {
       const cluster = new Cluster({ name: "crash-all", tickMs: 20 });
       const nodes = await cluster.startCluster(3);

@@ -78,7 +78,7 @@ async function waitUntilIdentical(cluster: Cluster, leader: ClusterNode, followe
 
 describe("slow follower", () => {
   clusterTest(
-    "frozen follower: bounded leader memory, steady writes, identical after resuming",
+    "frozen follower bounds leader memory",
     async () => {
       const cluster = new Cluster({ name: "slow-follower" });
       const nodes = await cluster.startCluster(3);
@@ -116,7 +116,7 @@ describe("slow follower", () => {
   );
 
   clusterTest(
-    "flapping follower: no election, bounded leader memory",
+    "flapping follower causes no election",
     async () => {
       const cluster = new Cluster({ name: "flapping-follower" });
       const nodes = await cluster.startCluster(3);

@@ -249,10 +249,10 @@ describe("damaged follower storage", () => {
       console.log(`corrupt database page: overwrote page ${page + 1} of ${pages} (${pageSize} bytes each)`);
 
       await cluster.start(follower, "none");
-      const exitCode = await Promise.race([follower.exited(), Bun.sleep(10_000).then(() => "still running")]);
+      const exitCode = await follower.exitWithin(10_000);
       expect(exitCode).not.toBe("still running");
       expect(exitCode).not.toBe(0);
-      const message = follower.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+      const message = follower.fatalMessage();
       console.log(`corrupt database page: ${message}`);
       expect(message).toMatch(/corrupt/i);
       expect(message).toContain(follower.dataDir);

@@ -45,7 +45,7 @@ function expectSame(store: KvStore, reference: Map<string, string>): void {
 }
 
 describe("KvStore", () => {
-  test("set, get, overwrite and delete binary keys", () => {
+  test("binary keys set and delete", () => {
     const store = new KvStore();
     const key = Uint8Array.of(0, 255, 13, 10, 0);
     expect(store.get(key)).toBeUndefined();
@@ -63,7 +63,7 @@ describe("KvStore", () => {
     expect(store.size).toBe(1);
   });
 
-  test("apply decodes SET and DEL and counts removed keys", () => {
+  test("apply counts removed keys", () => {
     const store = new KvStore();
     expect(store.apply(encodeCommand({ op: "set", key: bytes("a"), value: bytes("1") }))).toBe("OK");
     expect(store.apply(encodeCommand({ op: "set", key: bytes("b"), value: bytes("2") }))).toBe("OK");
@@ -72,14 +72,14 @@ describe("KvStore", () => {
     expect(store.liveBytes).toBe(0);
   });
 
-  test("a value handed out stays intact while the store changes", () => {
+  test("returned values stay intact", () => {
     const store = new KvStore();
     store.set(bytes("kept"), bytes("first value"));
-    const held = store.get(bytes("kept"))!;
+    const returned = store.get(bytes("kept"))!;
     for (let i = 0; i < 50_000; i++) store.set(bytes(`k${i % 100}`), new Uint8Array(200).fill(i & 0xff));
     store.set(bytes("kept"), bytes("second value"));
     store.delete(bytes("kept"));
-    expect(text(held)).toBe("first value");
+    expect(text(returned)).toBe("first value");
   });
 
   test("overwrites reclaim pages instead of growing", () => {
@@ -96,7 +96,7 @@ describe("KvStore", () => {
     for (let i = 0; i < 10_000; i += 997) expect(store.get(bytes(`key:${i}`))![0]).toBe(19);
   });
 
-  test("deleting everything releases the pages and shrinks the index", () => {
+  test("deleting everything releases memory", () => {
     const store = new KvStore();
     for (let i = 0; i < 50_000; i++) store.set(bytes(`key:${i}`), new Uint8Array(64));
     const full = store.memoryBytes;
@@ -106,7 +106,7 @@ describe("KvStore", () => {
     expect(store.memoryBytes).toBeLessThan(full / 4);
   });
 
-  test("values of a quarter page and more get pages of their own", () => {
+  test("large values get own pages", () => {
     const store = new KvStore();
     const big = new Uint8Array(3 << 20).fill(7);
     store.set(bytes("big"), big);
@@ -119,7 +119,7 @@ describe("KvStore", () => {
   });
 
   for (const seed of [1, 2, 3, 4, 5, 6]) {
-    test(`random operations match a Map, with cursors, run ${seed} of 6`, () => {
+    test(`random operations match Map (run ${seed})`, () => {
       const next = random(seed);
       const store = new KvStore();
       const reference = new Map<string, string>();
@@ -153,7 +153,7 @@ describe("KvStore", () => {
     });
   }
 
-  test("only one cursor at a time, and closing frees the slot", () => {
+  test("one cursor at a time", () => {
     const store = new KvStore();
     store.set(bytes("a"), bytes("1"));
     const cursor = store.openCursor();
@@ -198,7 +198,7 @@ describe("snapshot files", () => {
     return { path, reference };
   }
 
-  test("round trip across read chunks, with a value larger than a chunk", async () => {
+  test("round trip across read chunks", async () => {
     const { path, reference } = await writeSample("round.snap", 100_000);
     const loaded = await loadSnapshotFile(path);
     expect(loaded.header).toEqual(header);
@@ -206,7 +206,7 @@ describe("snapshot files", () => {
     expectSame(loaded.store, reference);
   });
 
-  test("replacing the store fails a snapshot being written and leaves no file", async () => {
+  test("replaced store fails snapshot write", async () => {
     const store = new KvStore();
     for (let i = 0; i < 30_000; i++) store.set(bytes(`key-${i}`), new Uint8Array(100));
     const path = join(dir, "replaced.snap");
@@ -218,7 +218,7 @@ describe("snapshot files", () => {
     expect(existsSync(`${path}.tmp`)).toBe(false);
   });
 
-  test("every kind of damage is reported as corruption", async () => {
+  test("damage is reported as corruption", async () => {
     const { path } = await writeSample("damaged.snap", 20_000);
     const original = readFileSync(path);
     const damages: Array<[string, () => void]> = [

@@ -9,7 +9,7 @@ import type { Message } from "../../src/raft/types.ts";
 import { configEntry, createCore, exchange, voters } from "./scripted.ts";
 
 describe("address update", () => {
-  test("commits without the moved node and keeps it a voter", () => {
+  test("commits without the moved node", () => {
     const config = configEntry(voters(["n1", "n2", "n3"]));
     const hardState = { term: 1, votedFor: null, commitIndex: 1 };
     const cores = new Map<string, RaftCore>(["n1", "n2", "n3"].map((id, i) => [id, createCore(id, [config], hardState, i + 1)]));

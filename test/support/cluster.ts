@@ -502,6 +502,16 @@ export class ClusterNode {
     return all.slice(-lines).join("\n");
   }
 
+  /** Waits up to `timeoutMs` for the process to exit and returns its exit code, or "still running". */
+  async exitWithin(timeoutMs: number): Promise<number | null | "still running"> {
+    return Promise.race([this.exited(), Bun.sleep(timeoutMs).then(() => "still running" as const)]);
+  }
+
+  /** Returns the error line the binary printed before exiting ("echokv: ..."), or "" when there is none. */
+  fatalMessage(): string {
+    return this.log().split("\n").find((line) => line.startsWith("echokv: ")) ?? "";
+  }
+
   /** Returns the whole log file. */
   log(): string {
     return existsSync(this.logPath) ? readFileSync(this.logPath, "utf8") : "";
