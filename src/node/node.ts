@@ -4,10 +4,14 @@
 //   1. a leader's AppendEntries and heartbeats leave at once, because a leader
 //      may replicate before its own write finishes (thesis 10.2.1) and it only
 //      counts itself once advance() reports its entries durable;
-//   2. hard state, truncation and entries are written in one transaction;
-//   3. every other message (votes, acknowledgements) is sent;
-//   4. committed entries are applied and waiting clients get their replies;
-//   5. advance() tells the core the batch is durable.
+//   2. hard state, truncation and entries go to the log writer thread, which
+//      commits them in one transaction, together with any batch that
+//      arrives while the previous one is being written;
+//   3. every other message (votes, acknowledgements) waits until that write
+//      and every earlier one are durable, then leaves in order;
+//   4. committed entries are applied and waiting clients get their replies:
+//      a majority holds them durably, whether or not this node does yet;
+//   5. advance() tells the core the batch is durable, once it is.
 
 import { randomUUID } from "node:crypto";
 import { encodeCommand, type KvCommand } from "../kv/command.ts";
@@ -29,7 +33,8 @@ import type {
   Role,
   SnapshotMeta,
 } from "../raft/types.ts";
-import { StorageError, type PersistedState, type SnapshotRecord, type SqliteStorage } from "../storage/sqlite.ts";
+import { LogWriter } from "../storage/log-writer.ts";
+import { StorageError, type PersistedState, type SnapshotRecord, type SqliteStorage, type StorageWrite } from "../storage/sqlite.ts";
 import type { Transport, TransportOptions } from "../transport/tcp.ts";
 import { rmSync } from "node:fs";
 import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
@@ -37,6 +42,8 @@ import { NodeError } from "./errors.ts";
 
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
+/** A log write slower than this is logged. */
+const SLOW_WRITE_MS = 500;
 /** Interval between snapshot requests from a node without its key-value state, until one arrives. */
 const MISSING_STATE_RETRY_MS = 1000;
 
@@ -149,6 +156,17 @@ export class EchoNode {
   /** Newer hard state whose only change is the commit index, not yet written. */
   #unpersistedHardState: HardState | null = null;
   #lastHardStateWrite = 0;
+  /** Writes the log off the event loop once the node has started; until then writes are synchronous. */
+  #writer: LogWriter | null = null;
+  /** Sequence number of the writer batch carrying the newest write (0 before the first). */
+  #lastWriteSeq = 0;
+  /** Writer batch carrying the newest change of term or vote. */
+  #electionStateWriteSeq = 0;
+  /**
+   * Ready batches whose write, or an earlier one, is still in progress:
+   * their messages leave and advance() runs once batch `seq` is durable.
+   */
+  #awaitingWrite: Array<{ seq: number; ready: Ready | null; messages: Message[] }> = [];
   #removedLogged = false;
   readonly #snapshots: SnapshotStore;
   readonly #transfers: SnapshotTransfers;
@@ -280,6 +298,13 @@ export class EchoNode {
     });
     await this.#transport.start();
 
+    this.#writer = new LogWriter(this.#storage.path, {
+      onDone: (seq, ms) => this.#onWriteDone(seq, ms),
+      onError: (err) => this.#fail(err),
+    });
+    // Writes on the node's own connection (snapshots, cluster id) first wait
+    // for the writer, so the two connections never interleave.
+    this.#storage.beforeWrite = () => this.#writer?.drain();
     this.#process();
     this.#logger.info("node started", {
       cluster: this.#clusterId ?? "none",
@@ -309,6 +334,14 @@ export class EchoNode {
     this.#transfers.close();
     await this.#snapshotInProgress?.catch(() => {});
     await this.#transport?.stop();
+    if (!this.#failed) {
+      try {
+        this.#writer?.close();
+      } catch (err) {
+        this.#logger.error("could not finish the last log writes", { error: errorMessage(err) });
+      }
+    }
+    this.#writer = null;
     if (this.#unpersistedHardState !== null && !this.#failed) {
       this.#storage.write({ hardState: this.#unpersistedHardState, truncateFrom: null, entries: [] });
     }
@@ -648,7 +681,11 @@ export class EchoNode {
     const transport = this.#transport;
     const leaderMessages: Message[] = [];
     const otherMessages: Message[] = [];
-    const termUnchanged = ready.hardState === null || ready.hardState.term === this.#persistedTerm;
+    // A leader's messages may leave before this batch is written, but never
+    // before the term they carry is durable.
+    const termUnchanged =
+      (ready.hardState === null || ready.hardState.term === this.#persistedTerm) &&
+      (this.#writer === null || this.#writer.isDone(this.#electionStateWriteSeq));
     for (const message of ready.messages) {
       const replication = message.type === "append" || message.type === "heartbeat";
       if (replication && termUnchanged) leaderMessages.push(message);
@@ -660,9 +697,14 @@ export class EchoNode {
 
     if (ready.snapshot) this.#installSnapshot(ready);
 
-    this.#persist(ready);
-
-    for (const message of otherMessages) transport?.send(message);
+    const wrote = this.#persist(ready);
+    const writer = this.#writer;
+    const waiting = writer !== null && !writer.isDone(this.#lastWriteSeq);
+    if (waiting) {
+      this.#awaitingWrite.push({ seq: this.#lastWriteSeq, ready: wrote ? ready : null, messages: otherMessages });
+    } else {
+      for (const message of otherMessages) transport?.send(message);
+    }
 
     const missing = this.#missingState;
     if (missing) {
@@ -681,8 +723,25 @@ export class EchoNode {
     this.#resolveAppliedReads();
     for (const to of ready.snapshotsToSend) this.#transfers.start(to);
 
-    this.#core.advance(ready);
+    if (!(waiting && wrote)) this.#core.advance(ready);
     this.#maybeSnapshot();
+  }
+
+  /** Sends the messages and advances the batches that waited for writer batch `seq`. */
+  #onWriteDone(seq: number, ms: number): void {
+    if (ms > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(ms) });
+    if (this.#stopped && this.#failed) return;
+    try {
+      while (this.#awaitingWrite.length > 0 && this.#awaitingWrite[0].seq <= seq) {
+        const batch = this.#awaitingWrite.shift()!;
+        for (const message of batch.messages) this.#transport?.send(message);
+        if (batch.ready) this.#core.advance(batch.ready);
+      }
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#schedule();
   }
 
   /**
@@ -692,7 +751,7 @@ export class EchoNode {
    * commit index that lags is safe; it only means a restarted node applies
    * the tail once the leader sends it the commit index again.
    */
-  #persist(ready: Ready): void {
+  #persist(ready: Ready): boolean {
     let hardState = ready.hardState;
     const commitOnly =
       hardState !== null &&
@@ -706,25 +765,32 @@ export class EchoNode {
     } else if (hardState === null && this.#unpersistedHardState !== null && ready.entries.length > 0) {
       hardState = this.#unpersistedHardState;
     }
-    if (hardState === null && ready.entries.length === 0 && ready.truncateFrom === null) return;
+    if (hardState === null && ready.entries.length === 0 && ready.truncateFrom === null) return false;
 
-    const started = performance.now();
-    this.#storage.write({ hardState, truncateFrom: ready.truncateFrom, entries: ready.entries });
-    const elapsedMs = performance.now() - started;
-    if (elapsedMs > 500) this.#logger.warn("slow disk write", { ms: Math.round(elapsedMs), entries: ready.entries.length });
+    const electionStateChanged =
+      hardState !== null && (hardState.term !== this.#persistedHardState.term || hardState.votedFor !== this.#persistedHardState.votedFor);
+    this.#write({ hardState, truncateFrom: ready.truncateFrom, entries: ready.entries });
+    if (electionStateChanged) this.#electionStateWriteSeq = this.#lastWriteSeq;
     if (hardState) {
       this.#persistedHardState = hardState;
       this.#persistedTerm = hardState.term;
       this.#unpersistedHardState = null;
       this.#lastHardStateWrite = Date.now();
     }
+    return true;
+  }
+
+  /** Hands `write` to the log writer, or writes it at once before the node has started. */
+  #write(write: StorageWrite): void {
+    if (this.#writer) this.#lastWriteSeq = this.#writer.write(write);
+    else this.#storage.write(write);
   }
 
   /** Writes a commit index that #persist held back, once it has waited long enough. */
   #persistPendingCommit(): void {
     const pending = this.#unpersistedHardState;
     if (pending === null || Date.now() - this.#lastHardStateWrite < COMMIT_PERSIST_DELAY_MS) return;
-    this.#storage.write({ hardState: pending, truncateFrom: null, entries: [] });
+    this.#write({ hardState: pending, truncateFrom: null, entries: [] });
     this.#persistedHardState = pending;
     this.#unpersistedHardState = null;
     this.#lastHardStateWrite = Date.now();

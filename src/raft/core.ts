@@ -426,7 +426,7 @@ export class RaftCore {
       this.#readRoundPending ||
       this.#messages.length > 0 ||
       this.#hardStateChanged() ||
-      this.log.stableIndex < this.log.lastIndex() ||
+      this.log.hasEntriesToHandOut() ||
       this.log.pendingTruncateFrom !== null ||
       this.#pendingSnapshot !== null ||
       this.#appliedIndex < this.#commitIndex ||

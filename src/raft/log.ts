@@ -8,8 +8,9 @@ export function entrySize(entry: Entry): number {
 
 /**
  * The core's view of the log: every entry after the last snapshot, in memory.
- * Entries up to `stableIndex` are known to be on disk; the rest are waiting
- * for the runtime to persist them.
+ * Entries up to `stableIndex` are known to be on disk. Those up to
+ * `handedOutIndex` were given to the runtime to persist, and the rest wait
+ * for the next ready batch.
  */
 export class RaftLog {
   /** Index and term of the last entry folded into the snapshot (0 when none). */
@@ -19,6 +20,13 @@ export class RaftLog {
   #entries: Entry[];
   /** Highest index known to be persisted; never above lastIndex(). */
   stableIndex: number;
+  /**
+   * Highest index handed out by unstableEntries(), whose write may still be
+   * in progress; never above lastIndex(). A runtime that writes in the
+   * background gets each entry once, not again with every batch until the
+   * write finishes.
+   */
+  handedOutIndex: number;
   /** Lowest index deleted since the last ready batch, or null when none was. */
   pendingTruncateFrom: number | null = null;
 
@@ -30,6 +38,7 @@ export class RaftLog {
     }
     this.#entries = entries;
     this.stableIndex = this.lastIndex();
+    this.handedOutIndex = this.stableIndex;
   }
 
   lastIndex(): number {
@@ -91,13 +100,21 @@ export class RaftLog {
     if (from > this.lastIndex()) return;
     this.#entries.length = from - this.snapshotIndex - 1;
     this.stableIndex = Math.min(this.stableIndex, from - 1);
+    this.handedOutIndex = Math.min(this.handedOutIndex, from - 1);
     this.pendingTruncateFrom = Math.min(this.pendingTruncateFrom ?? from, from);
   }
 
-  /** Entries appended since the last call that still need to be persisted. */
+  /** Whether some entry was appended that unstableEntries() has not handed out yet. */
+  hasEntriesToHandOut(): boolean {
+    return this.handedOutIndex < this.lastIndex();
+  }
+
+  /** Entries appended since the last call, to be persisted; marks them handed out. */
   unstableEntries(): Entry[] {
-    if (this.stableIndex >= this.lastIndex()) return [];
-    return this.#entries.slice(this.stableIndex - this.snapshotIndex);
+    const from = Math.max(this.stableIndex, this.handedOutIndex);
+    if (from >= this.lastIndex()) return [];
+    this.handedOutIndex = this.lastIndex();
+    return this.#entries.slice(from - this.snapshotIndex);
   }
 
   /** Replaces the whole log with a snapshot (InstallSnapshot from the leader). */
@@ -106,6 +123,7 @@ export class RaftLog {
     this.snapshotTerm = meta.lastTerm;
     this.#entries = [];
     this.stableIndex = meta.lastIndex;
+    this.handedOutIndex = meta.lastIndex;
     this.pendingTruncateFrom = null;
   }
 

@@ -12,6 +12,9 @@ import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/
 export const DATABASE_FILE = "echokv.db";
 const SCHEMA_VERSION = 1;
 
+/** How long a connection waits for the other one's write lock before it fails. */
+const BUSY_TIMEOUT_MS = 10_000;
+
 const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
 const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
 
@@ -66,16 +69,20 @@ export class SqliteStorage {
   readonly #db: Database;
   /** The data directory's LOCK file, removed on close. */
   #lockPath: string | null = null;
-  readonly #insertEntry;
-  readonly #deleteFrom;
+  readonly #batches: BatchWriter;
   readonly #setMeta;
   readonly #getMeta;
+  /**
+   * Called before every write on this connection. A node that writes its
+   * log on another connection (LogWriter) waits there for those writes to
+   * finish, so that the two never interleave.
+   */
+  beforeWrite: (() => void) | null = null;
 
   private constructor(path: string, db: Database) {
     this.path = path;
     this.#db = db;
-    this.#insertEntry = db.prepare("INSERT OR REPLACE INTO log (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)");
-    this.#deleteFrom = db.prepare("DELETE FROM log WHERE idx >= ?");
+    this.#batches = new BatchWriter(db);
     this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
     this.#getMeta = db.prepare<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?");
   }
@@ -93,6 +100,7 @@ export class SqliteStorage {
       db = new Database(path, { create: true, strict: true });
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
+      db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
       const check = db.query<{ quick_check: string }, []>("PRAGMA quick_check").get();
       if (check?.quick_check !== "ok") {
         throw new StorageError(`integrity check failed: ${check?.quick_check ?? "no result"}`);
@@ -157,6 +165,7 @@ export class SqliteStorage {
     const existing = this.#meta("incarnation");
     if (existing !== null) return existing;
     const created = randomUUID();
+    this.beforeWrite?.();
     this.#setMeta.run("incarnation", created);
     return created;
   }
@@ -167,6 +176,7 @@ export class SqliteStorage {
   }
 
   setClusterId(clusterId: string): void {
+    this.beforeWrite?.();
     const existing = this.clusterId();
     if (existing !== null && existing !== clusterId) {
       throw new StorageError(`this node belongs to cluster ${existing}; refusing to switch to cluster ${clusterId}`);
@@ -224,6 +234,7 @@ export class SqliteStorage {
    * previous one plus the log. Returns the files no longer referenced.
    */
   recordSnapshot(record: SnapshotRecord): string[] {
+    this.beforeWrite?.();
     let obsolete: string[] = [];
     this.#db.transaction(() => {
       this.#insertSnapshot(record);
@@ -241,6 +252,7 @@ export class SqliteStorage {
    * the files no longer referenced.
    */
   installSnapshot(record: SnapshotRecord, hardState: HardState): string[] {
+    this.beforeWrite?.();
     let obsolete: string[] = [];
     this.#db.transaction(() => {
       obsolete = this.snapshots()
@@ -261,6 +273,7 @@ export class SqliteStorage {
    * covers.
    */
   dropOlderSnapshots(): string[] {
+    this.beforeWrite?.();
     const [, ...older] = this.snapshots();
     for (const old of older) this.#db.run("DELETE FROM snapshots WHERE idx = ?", [old.meta.lastIndex]);
     return older.map((old) => old.file);
@@ -268,6 +281,7 @@ export class SqliteStorage {
 
   /** Forgets a snapshot whose file turned out to be damaged. */
   dropSnapshot(index: number): void {
+    this.beforeWrite?.();
     this.#db.run("DELETE FROM snapshots WHERE idx = ?", [index]);
   }
 
@@ -302,24 +316,8 @@ export class SqliteStorage {
 
   /** Writes one ready batch in a single durable transaction. */
   write(batch: StorageWrite): void {
-    if (batch.hardState === null && batch.truncateFrom === null && batch.entries.length === 0) return;
-    this.#db.transaction(() => {
-      if (batch.truncateFrom !== null) this.#deleteFrom.run(batch.truncateFrom);
-      for (const entry of batch.entries) {
-        this.#insertEntry.run(
-          entry.index,
-          entry.term,
-          KIND_CODES[entry.kind],
-          entry.data,
-          entry.members ? JSON.stringify(entry.members) : null,
-        );
-      }
-      if (batch.hardState) {
-        this.#setMeta.run("term", String(batch.hardState.term));
-        this.#setMeta.run("voted_for", batch.hardState.votedFor ?? "");
-        this.#setMeta.run("commit_index", String(batch.hardState.commitIndex));
-      }
-    })();
+    this.beforeWrite?.();
+    this.#batches.write([batch]);
   }
 
   /**
@@ -327,6 +325,7 @@ export class SqliteStorage {
    * snapshots directory (restore from backup).
    */
   bootstrapFromSnapshot(clusterId: string, record: SnapshotRecord, hardState: HardState): void {
+    this.beforeWrite?.();
     if (this.clusterId() !== null) throw new StorageError(`this node already belongs to cluster ${this.clusterId()}`);
     this.#db.transaction(() => {
       this.#insertSnapshot(record);
@@ -338,6 +337,7 @@ export class SqliteStorage {
 
   /** Writes the first configuration entry and the cluster id of a new cluster atomically. */
   bootstrap(clusterId: string, entry: Entry, hardState: HardState): void {
+    this.beforeWrite?.();
     if (this.clusterId() !== null) throw new StorageError(`this node already belongs to cluster ${this.clusterId()}`);
     this.#db.transaction(() => {
       this.write({ hardState, truncateFrom: null, entries: [entry] });
@@ -346,10 +346,66 @@ export class SqliteStorage {
   }
 
   close(): void {
+    this.beforeWrite = null;
     this.#db.close();
     if (this.#lockPath !== null) rmSync(this.#lockPath, { force: true });
     this.#lockPath = null;
   }
+}
+
+/**
+ * Writes ready batches (hard state, truncation, entries) through one
+ * connection's prepared statements. Both the node's own connection and the
+ * log writer's use it.
+ */
+export class BatchWriter {
+  readonly #db: Database;
+  readonly #insertEntry;
+  readonly #deleteFrom;
+  readonly #setMeta;
+
+  constructor(db: Database) {
+    this.#db = db;
+    this.#insertEntry = db.prepare("INSERT OR REPLACE INTO log (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)");
+    this.#deleteFrom = db.prepare("DELETE FROM log WHERE idx >= ?");
+    this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+  }
+
+  /** Applies `batches` in order in one transaction, so they cost one fsync together. */
+  write(batches: readonly StorageWrite[]): void {
+    if (batches.every((batch) => batch.hardState === null && batch.truncateFrom === null && batch.entries.length === 0)) return;
+    this.#db.transaction(() => {
+      for (const batch of batches) {
+        if (batch.truncateFrom !== null) this.#deleteFrom.run(batch.truncateFrom);
+        for (const entry of batch.entries) {
+          this.#insertEntry.run(
+            entry.index,
+            entry.term,
+            KIND_CODES[entry.kind],
+            entry.data,
+            entry.members ? JSON.stringify(entry.members) : null,
+          );
+        }
+        if (batch.hardState) {
+          this.#setMeta.run("term", String(batch.hardState.term));
+          this.#setMeta.run("voted_for", batch.hardState.votedFor ?? "");
+          this.#setMeta.run("commit_index", String(batch.hardState.commitIndex));
+        }
+      }
+    })();
+  }
+}
+
+/**
+ * Opens a second connection to a node's database for the log writer. The
+ * node's own connection created the schema and holds the data directory's
+ * lock.
+ */
+export function openWriterConnection(path: string): Database {
+  const db = new Database(path, { create: false, strict: true });
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  return db;
 }
 
 /**

@@ -11,14 +11,16 @@
 //   4. committed entries are applied and waiting clients get their replies;
 //   5. advance() reports the batch durable.
 //
-// Two disk models are simulated. "sync" writes as the runtime does, inside
-// the ready handling. "pipelined" gives each write a latency and keeps
-// stepping messages and ticks while up to PIPELINE_DEPTH writes with new
-// data are in flight, as a runtime that overlaps replication with its own
-// disk write (Raft thesis section 10.2.1) would. It takes a new batch after
-// each event. Such a batch may carry only messages and repeat the unstable
-// entries of a write still in flight, and then it needs no disk time. Steps
-// 2 to 5 run when a write finishes, in the order the batches were taken.
+// Two disk models are simulated. "sync" writes inside the ready handling,
+// as the runtime did before it had a log writer thread. "pipelined" gives
+// each write a latency and keeps stepping messages and ticks while up to
+// PIPELINE_DEPTH writes with new data are in flight, as the runtime's log
+// writer does (Raft thesis section 10.2.1). It takes a new batch after each
+// event; the core hands each entry out once, so a batch taken while a write
+// is in flight carries only what is new, and one with nothing to write needs
+// no disk time. Steps 2 to 5 run when a write finishes, in the order the
+// batches were taken. The runtime applies committed entries without waiting
+// for its own write; waiting, as here, is the stricter order.
 //
 // A crash can be armed at any point between these steps. It drops all
 // memory, while SimStorage keeps what was written. A crash at "tornWrite"
@@ -404,8 +406,7 @@ export class SimNode {
 
   #process(): void {
     if (this.diskMode === "pipelined") {
-      // One batch per event: the unstable entries keep hasReady() true until
-      // their write finishes, so looping here would never stop.
+      // One batch per event, with at most PIPELINE_DEPTH writes in flight.
       const core = this.#core;
       if (core && core.hasReady() && this.#writesWithNewData < PIPELINE_DEPTH) this.#startWrite(core.ready());
       return;

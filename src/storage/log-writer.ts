@@ -1,0 +1,168 @@
+// Writes a node's Raft log on a thread of its own, so that the event loop
+// keeps serving sockets while SQLite commits and fsyncs.
+//
+// One batch is in flight at a time. Writes queued meanwhile wait and then go
+// to the thread together, as one transaction with one fsync: group commit
+// that grows with the disk's latency. Batches finish in the order they were
+// queued, and each queued write learns the sequence number of the batch that
+// carries it, so the node can hold back what depends on that write.
+
+import { LOG_WRITER_WORKER_URL } from "../worker-urls.ts";
+import { encodeWrites } from "./batch-codec.ts";
+import { StorageError, type StorageWrite } from "./sqlite.ts";
+
+// Shared memory: Int32 slots, then the text of a failure.
+export const COMPLETED_SLOT = 0;
+export const FAILED_SLOT = 1;
+export const ERROR_LENGTH_SLOT = 2;
+export const CLOSED_SLOT = 3;
+export const ERROR_BYTES_OFFSET = 16;
+const SHARED_BYTES = 4096;
+
+/** How long drain() waits for the thread before it declares it stuck. */
+const DRAIN_TIMEOUT_MS = 60_000;
+/** How long close() waits for the thread to close its connection. */
+const CLOSE_TIMEOUT_MS = 5_000;
+
+export type WorkerRequest =
+  | { type: "open"; path: string; shared: SharedArrayBuffer }
+  | { type: "write"; seq: number; buffer: ArrayBuffer }
+  | { type: "close" };
+
+export type WorkerReply = { type: "done"; seq: number } | { type: "failed"; message: string };
+
+export interface LogWriterHandlers {
+  /** Every batch up to `seq` is durable; the batch took `ms` from hand-over to commit. Called in order. */
+  onDone: (seq: number, ms: number) => void;
+  /** The thread could not write; nothing more will be written. */
+  onError: (err: StorageError) => void;
+}
+
+export class LogWriter {
+  readonly #worker: Worker;
+  readonly #shared: Int32Array;
+  readonly #sharedBytes: Uint8Array;
+  readonly #handlers: LogWriterHandlers;
+  /** Sequence number of the newest batch sent to the thread. */
+  #submitted = 0;
+  /** Sequence number of the newest batch whose completion was handled. */
+  #completed = 0;
+  /** Writes waiting for the batch in flight to finish. */
+  #queued: StorageWrite[] = [];
+  #error: StorageError | null = null;
+  #closed = false;
+  /** performance.now() when the batch in flight was handed over. */
+  #submittedAt = 0;
+
+  constructor(databasePath: string, handlers: LogWriterHandlers) {
+    this.#handlers = handlers;
+    const shared = new SharedArrayBuffer(SHARED_BYTES);
+    this.#shared = new Int32Array(shared);
+    this.#sharedBytes = new Uint8Array(shared);
+    this.#worker = new Worker(LOG_WRITER_WORKER_URL);
+    this.#worker.onmessage = (event: MessageEvent<WorkerReply>) => this.#onReply(event.data);
+    this.#worker.onerror = (event) => this.#setError(`the log writer thread crashed: ${event.message}`);
+    this.#worker.unref();
+    this.#post({ type: "open", path: databasePath, shared });
+  }
+
+  /** Whether a batch is being written. */
+  get busy(): boolean {
+    return this.#submitted > this.#completed;
+  }
+
+  /** Whether the batch numbered `seq` (and every one before it) is durable. */
+  isDone(seq: number): boolean {
+    return seq <= this.#completed;
+  }
+
+  /** Queues `write` and returns the sequence number of the batch that will carry it. */
+  write(write: StorageWrite): number {
+    if (this.#error) throw this.#error;
+    if (this.#closed) throw new StorageError("the log writer is closed");
+    this.#queued.push(write);
+    if (!this.busy) this.#submitQueued();
+    return this.#submitted + (this.#queued.length > 0 ? 1 : 0);
+  }
+
+  /**
+   * Blocks until every queued write is durable, handling each finished
+   * batch as the reply would. Throws if the thread failed. For the rare
+   * moments when the node writes on its own connection.
+   */
+  drain(): void {
+    while (this.busy || this.#queued.length > 0) {
+      if (this.#error) throw this.#error;
+      if (!this.busy) {
+        this.#submitQueued();
+        continue;
+      }
+      const target = this.#submitted;
+      const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+      for (;;) {
+        if (Atomics.load(this.#shared, FAILED_SLOT) !== 0) {
+          this.#setError(this.#sharedError());
+          throw this.#error!;
+        }
+        const done = Atomics.load(this.#shared, COMPLETED_SLOT);
+        if (done >= target) break;
+        if (performance.now() > deadline) {
+          this.#setError(`the log writer thread did not finish batch ${target} within ${DRAIN_TIMEOUT_MS} ms`);
+          throw this.#error!;
+        }
+        Atomics.wait(this.#shared, COMPLETED_SLOT, done, 100);
+      }
+      this.#complete(target);
+    }
+    if (this.#error) throw this.#error;
+  }
+
+  /** Waits for queued writes, then closes the thread's connection and ends the thread. */
+  close(): void {
+    if (this.#closed) return;
+    try {
+      if (!this.#error) this.drain();
+    } finally {
+      this.#closed = true;
+      this.#post({ type: "close" });
+      Atomics.wait(this.#shared, CLOSED_SLOT, 0, CLOSE_TIMEOUT_MS);
+      this.#worker.terminate();
+    }
+  }
+
+  #submitQueued(): void {
+    const writes = this.#queued;
+    this.#queued = [];
+    this.#submitted++;
+    this.#submittedAt = performance.now();
+    const buffer = encodeWrites(writes);
+    this.#post({ type: "write", seq: this.#submitted, buffer }, [buffer]);
+  }
+
+  #onReply(reply: WorkerReply): void {
+    if (reply.type === "failed") this.#setError(reply.message);
+    else if (reply.type === "done" && reply.seq > this.#completed && !this.#error) this.#complete(reply.seq);
+  }
+
+  #complete(seq: number): void {
+    const ms = performance.now() - this.#submittedAt;
+    this.#completed = seq;
+    if (this.#queued.length > 0) this.#submitQueued();
+    this.#handlers.onDone(seq, ms);
+  }
+
+  #setError(message: string): void {
+    if (this.#error) return;
+    this.#error = new StorageError(`log write failed: ${message}`);
+    this.#handlers.onError(this.#error);
+  }
+
+  #sharedError(): string {
+    const length = Atomics.load(this.#shared, ERROR_LENGTH_SLOT);
+    return new TextDecoder().decode(this.#sharedBytes.slice(ERROR_BYTES_OFFSET, ERROR_BYTES_OFFSET + length));
+  }
+
+  #post(request: WorkerRequest, transfer: ArrayBuffer[] = []): void {
+    this.#worker.postMessage(request, transfer);
+  }
+}

@@ -1,0 +1,177 @@
+// The log writer thread against real SQLite files: batches reach the
+// database in order, writes queued while one is in flight share the next
+// transaction, drain() blocks until everything is durable, and a failure
+// reaches the node instead of being lost.
+
+import { afterEach, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Entry } from "../../src/raft/types.ts";
+import { decodeWrites, encodeWrites } from "../../src/storage/batch-codec.ts";
+import { LogWriter } from "../../src/storage/log-writer.ts";
+import { SqliteStorage, StorageError, type StorageWrite } from "../../src/storage/sqlite.ts";
+
+const dirs: string[] = [];
+
+function newStorage(): SqliteStorage {
+  const dir = mkdtempSync(join(tmpdir(), "echokv-log-writer-"));
+  dirs.push(dir);
+  return SqliteStorage.open(dir, "node-1");
+}
+
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function command(index: number, term: number, size = 16): Entry {
+  return { index, term, kind: "command", data: new Uint8Array(size).fill(index % 251) };
+}
+
+function entriesWrite(entries: Entry[], truncateFrom: number | null = null): StorageWrite {
+  return { hardState: null, truncateFrom, entries };
+}
+
+interface Recorder {
+  done: number[];
+  errors: StorageError[];
+}
+
+function openWriter(storage: SqliteStorage): { writer: LogWriter; seen: Recorder } {
+  const seen: Recorder = { done: [], errors: [] };
+  const writer = new LogWriter(storage.path, {
+    onDone: (seq) => seen.done.push(seq),
+    onError: (err) => seen.errors.push(err),
+  });
+  return { writer, seen };
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(2);
+  }
+}
+
+describe("batch codec", () => {
+  test("round-trips hard state, truncation and entries of every kind", () => {
+    const writes: StorageWrite[] = [
+      { hardState: { term: 7, votedFor: "node-2", commitIndex: 41 }, truncateFrom: 40, entries: [command(40, 7, 0), command(41, 7, 300)] },
+      { hardState: { term: 8, votedFor: null, commitIndex: 41 }, truncateFrom: null, entries: [] },
+      {
+        hardState: null,
+        truncateFrom: null,
+        entries: [
+          { index: 42, term: 8, kind: "noop", data: new Uint8Array(0) },
+          {
+            index: 43,
+            term: 8,
+            kind: "config",
+            data: new Uint8Array(0),
+            members: [{ id: "nöde-1", raftAddr: "127.0.0.1:1", clientAddr: "127.0.0.1:2", voter: true }],
+          },
+        ],
+      },
+    ];
+    expect(decodeWrites(encodeWrites(writes))).toEqual(writes);
+  });
+
+  test("rejects a buffer with bytes after the last write", () => {
+    const encoded = new Uint8Array(encodeWrites([entriesWrite([command(1, 1)])]));
+    const longer = new Uint8Array(encoded.byteLength + 3);
+    longer.set(encoded);
+    expect(() => decodeWrites(longer.buffer)).toThrow("3 bytes after its last write");
+  });
+});
+
+describe("log writer", () => {
+  test("commits batches in order and reports each one", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage);
+    let last = 0;
+    for (let index = 1; index <= 200; index++) last = writer.write(entriesWrite([command(index, 1)]));
+    await until(() => writer.isDone(last), "the last batch");
+    expect(seen.errors).toEqual([]);
+    // Writes queued while a batch was in flight went out together.
+    expect(seen.done.length).toBe(last);
+    expect(last).toBeLessThan(200);
+    expect(seen.done).toEqual([...Array(last).keys()].map((i) => i + 1));
+    writer.close();
+
+    const state = storage.load();
+    expect(state.entries.map((entry) => entry.index)).toEqual([...Array(200).keys()].map((i) => i + 1));
+    expect(state.entries[199].data).toEqual(command(200, 1).data);
+    storage.close();
+  });
+
+  test("applies a truncation queued after the entries it removes", async () => {
+    const storage = newStorage();
+    const { writer } = openWriter(storage);
+    writer.write(entriesWrite([command(1, 1), command(2, 1), command(3, 1)]));
+    writer.write(entriesWrite([command(2, 2, 5)], 2));
+    writer.write({ hardState: { term: 2, votedFor: "node-3", commitIndex: 1 }, truncateFrom: null, entries: [] });
+    writer.drain();
+    writer.close();
+
+    const state = storage.load();
+    expect(state.entries.map((entry) => [entry.index, entry.term])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+    expect(state.hardState).toEqual({ term: 2, votedFor: "node-3", commitIndex: 1 });
+    storage.close();
+  });
+
+  test("drain blocks until queued writes are durable, so the node's connection can write next", () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage);
+    storage.beforeWrite = () => writer.drain();
+    for (let index = 1; index <= 50; index++) writer.write(entriesWrite([command(index, 1)]));
+    // recordSnapshot compacts on the node's connection; it must see all 50 entries first.
+    storage.recordSnapshot({ meta: { lastIndex: 10, lastTerm: 1, members: [] }, file: "a.snap", bytes: 1, checksum: 1 });
+    expect(writer.busy).toBe(false);
+    expect(seen.done.at(-1)).toBeGreaterThan(0);
+    const reader = new Database(storage.path, { readonly: true });
+    const count = reader.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM log").get();
+    reader.close();
+    expect(count?.n).toBe(50);
+    writer.close();
+    storage.close();
+  });
+
+  test("reports a failed write and refuses further ones", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage);
+    writer.drain();
+    // A second connection holding the write lock past the busy timeout would
+    // take ten seconds; a dropped table fails at once.
+    const other = new Database(storage.path);
+    other.exec("DROP TABLE log");
+    other.close();
+    writer.write(entriesWrite([command(1, 1)]));
+    await until(() => seen.errors.length > 0, "the failure");
+    expect(seen.errors[0]).toBeInstanceOf(StorageError);
+    expect(seen.errors[0].message).toContain("log write failed");
+    expect(seen.errors[0].message).toContain("no such table");
+    expect(() => writer.write(entriesWrite([command(2, 1)]))).toThrow("log write failed");
+    expect(() => writer.drain()).toThrow("log write failed");
+    writer.close();
+    storage.close();
+  });
+
+  test("drain reports a failure that happens while it waits", () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage);
+    writer.drain();
+    const other = new Database(storage.path);
+    other.exec("DROP TABLE log");
+    other.close();
+    writer.write(entriesWrite([command(1, 1)]));
+    expect(() => writer.drain()).toThrow("no such table");
+    expect(seen.errors.length).toBe(1);
+    writer.close();
+    storage.close();
+  });
+});
