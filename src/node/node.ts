@@ -300,11 +300,13 @@ export class EchoNode {
 
     this.#writer = new LogWriter(this.#storage.path, {
       onDone: (seq, ms) => this.#onWriteDone(seq, ms),
+      onCompacted: (index) => this.#logger.info("stored log compacted", { to: index }),
       onError: (err) => this.#fail(err),
     });
     // Writes on the node's own connection (snapshots, cluster id) first wait
     // for the writer, so the two connections never interleave.
     this.#storage.beforeWrite = () => this.#writer?.drain();
+    this.#storage.compactor = (meta) => this.#writer?.compact(meta);
     this.#process();
     this.#logger.info("node started", {
       cluster: this.#clusterId ?? "none",

@@ -1,20 +1,49 @@
 // The log writer's thread: commits the write batches the node sends, in the
 // order they arrive, each in one SQLite transaction on its own connection.
-// It reports each finished batch twice: through shared memory, for a node
+// Between batches it compacts the stored log, COMPACT_STEP_ROWS rows per
+// transaction. It reports each finished batch twice: through shared memory, for a node
 // thread that waits for it, and with a message, for one that does not.
 
 import type { Database } from "bun:sqlite";
+import type { SnapshotMeta } from "../raft/types.ts";
 import { decodeWrites } from "./batch-codec.ts";
 import { CLOSED_SLOT, COMPLETED_SLOT, ERROR_BYTES_OFFSET, ERROR_LENGTH_SLOT, FAILED_SLOT, type WorkerReply, type WorkerRequest } from "./log-writer.ts";
 import { BatchWriter, openWriterConnection } from "./sqlite.ts";
 
 declare const self: Worker;
 
+/** Log entries deleted per compaction transaction: about a millisecond of work. */
+const COMPACT_STEP_ROWS = 500;
+
 let db: Database | null = null;
 let writer: BatchWriter | null = null;
 let shared: Int32Array | null = null;
 let sharedBytes: Uint8Array | null = null;
 let failed = false;
+/** The snapshot the stored log is being compacted to, or null when none is pending. */
+let compactTarget: SnapshotMeta | null = null;
+let compactScheduled = false;
+
+function scheduleCompaction(): void {
+  if (compactScheduled) return;
+  compactScheduled = true;
+  // A timer, not a loop: batches that arrive meanwhile are written first.
+  setTimeout(() => {
+    compactScheduled = false;
+    const target = compactTarget;
+    if (failed || !writer || !target) return;
+    try {
+      if (writer.compactStep(target, COMPACT_STEP_ROWS)) {
+        if (compactTarget === target) compactTarget = null;
+        reply({ type: "compacted", index: target.lastIndex });
+      }
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (compactTarget) scheduleCompaction();
+  }, 0);
+}
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -57,6 +86,10 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
       Atomics.store(shared, COMPLETED_SLOT, request.seq);
       Atomics.notify(shared, COMPLETED_SLOT);
       reply({ type: "done", seq: request.seq });
+      return;
+    case "compact":
+      if (!compactTarget || request.meta.lastIndex > compactTarget.lastIndex) compactTarget = request.meta;
+      scheduleCompaction();
       return;
     case "close":
       try {

@@ -1,6 +1,10 @@
 // Writes a node's Raft log on a thread of its own, so that the event loop
 // keeps serving sockets while SQLite commits and fsyncs.
 //
+// It also compacts the stored log after a snapshot, in steps of a few
+// milliseconds between batches, so that neither the event loop nor the log's
+// writes wait for one large delete.
+//
 // One batch is in flight at a time. Writes queued meanwhile wait and then go
 // to the thread together, as one transaction with one fsync: group commit
 // that grows with the disk's latency. Batches finish in the order they were
@@ -9,6 +13,7 @@
 
 import { LOG_WRITER_WORKER_URL } from "../worker-urls.ts";
 import { encodeWrites } from "./batch-codec.ts";
+import type { SnapshotMeta } from "../raft/types.ts";
 import { StorageError, type StorageWrite } from "./sqlite.ts";
 
 // Shared memory: Int32 slots, then the text of a failure.
@@ -27,13 +32,16 @@ const CLOSE_TIMEOUT_MS = 5_000;
 export type WorkerRequest =
   | { type: "open"; path: string; shared: SharedArrayBuffer }
   | { type: "write"; seq: number; buffer: ArrayBuffer }
+  | { type: "compact"; meta: SnapshotMeta }
   | { type: "close" };
 
-export type WorkerReply = { type: "done"; seq: number } | { type: "failed"; message: string };
+export type WorkerReply = { type: "done"; seq: number } | { type: "compacted"; index: number } | { type: "failed"; message: string };
 
 export interface LogWriterHandlers {
   /** Every batch up to `seq` is durable; the batch took `ms` from hand-over to commit. Called in order. */
   onDone: (seq: number, ms: number) => void;
+  /** The stored log now starts after `index`. */
+  onCompacted: (index: number) => void;
   /** The thread could not write; nothing more will be written. */
   onError: (err: StorageError) => void;
 }
@@ -83,6 +91,12 @@ export class LogWriter {
     this.#queued.push(write);
     if (!this.busy) this.#submitQueued();
     return this.#submitted + (this.#queued.length > 0 ? 1 : 0);
+  }
+
+  /** Deletes the stored log up to `meta` in the background, a few hundred rows at a time. */
+  compact(meta: SnapshotMeta): void {
+    if (this.#error || this.#closed) return;
+    this.#post({ type: "compact", meta });
   }
 
   /**
@@ -141,6 +155,7 @@ export class LogWriter {
 
   #onReply(reply: WorkerReply): void {
     if (reply.type === "failed") this.#setError(reply.message);
+    else if (reply.type === "compacted") this.#handlers.onCompacted(reply.index);
     else if (reply.type === "done" && reply.seq > this.#completed && !this.#error) this.#complete(reply.seq);
   }
 

@@ -78,6 +78,12 @@ export class SqliteStorage {
    * finish, so that the two never interleave.
    */
   beforeWrite: (() => void) | null = null;
+  /**
+   * Takes over compaction of the stored log (deleting what a snapshot
+   * covers) when set; the log writer thread does it in small steps. When
+   * null, compaction runs at once on this connection.
+   */
+  compactor: ((meta: SnapshotMeta) => void) | null = null;
 
   private constructor(path: string, db: Database) {
     this.path = path;
@@ -229,22 +235,33 @@ export class SqliteStorage {
   }
 
   /**
-   * Records a snapshot taken locally and compacts the log up to the previous
-   * snapshot, so that a damaged newest file can still be replaced by the
-   * previous one plus the log. Returns the files no longer referenced.
+   * Records a snapshot taken locally, then compacts the log up to the
+   * previous snapshot, so that a damaged newest file can still be replaced
+   * by the previous one plus the log. Returns the files no longer referenced.
    */
   recordSnapshot(record: SnapshotRecord): string[] {
     this.beforeWrite?.();
     let obsolete: string[] = [];
+    let previous: SnapshotRecord | undefined;
     this.#db.transaction(() => {
       this.#insertSnapshot(record);
       const all = this.snapshots();
-      const previous = all[1];
-      if (previous) this.#compactTo(previous.meta);
+      previous = all[1];
       obsolete = all.slice(2).map((old) => old.file);
       for (const old of all.slice(2)) this.#db.run("DELETE FROM snapshots WHERE idx = ?", [old.meta.lastIndex]);
     })();
+    if (previous) this.compactLog(previous.meta);
     return obsolete;
+  }
+
+  /** Deletes the stored log up to `meta`, through the compactor when one is set. */
+  compactLog(meta: SnapshotMeta): void {
+    if (this.compactor) {
+      this.compactor(meta);
+      return;
+    }
+    this.beforeWrite?.();
+    while (!this.#batches.compactStep(meta, Infinity));
   }
 
   /**
@@ -296,17 +313,8 @@ export class SqliteStorage {
     ]);
   }
 
-  #compactTo(meta: SnapshotMeta): void {
-    const current = Number(this.#meta("log_base_index") ?? 0);
-    if (meta.lastIndex <= current) return;
-    this.#db.run("DELETE FROM log WHERE idx <= ?", [meta.lastIndex]);
-    this.#setBase(meta);
-  }
-
   #setBase(meta: SnapshotMeta): void {
-    this.#setMeta.run("log_base_index", String(meta.lastIndex));
-    this.#setMeta.run("log_base_term", String(meta.lastTerm));
-    this.#setMeta.run("log_base_members", JSON.stringify(meta.members));
+    setLogBase(this.#setMeta, meta);
   }
 
   /** Compaction point of the stored log (0 when nothing was compacted). */
@@ -347,6 +355,7 @@ export class SqliteStorage {
 
   close(): void {
     this.beforeWrite = null;
+    this.compactor = null;
     this.#db.close();
     if (this.#lockPath !== null) rmSync(this.#lockPath, { force: true });
     this.#lockPath = null;
@@ -362,13 +371,56 @@ export class BatchWriter {
   readonly #db: Database;
   readonly #insertEntry;
   readonly #deleteFrom;
+  readonly #deleteUpTo;
   readonly #setMeta;
+  readonly #getMeta;
+  readonly #termAt;
+  readonly #newestMembers;
 
   constructor(db: Database) {
     this.#db = db;
     this.#insertEntry = db.prepare("INSERT OR REPLACE INTO log (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)");
     this.#deleteFrom = db.prepare("DELETE FROM log WHERE idx >= ?");
+    this.#deleteUpTo = db.prepare("DELETE FROM log WHERE idx <= ?");
     this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    this.#getMeta = db.prepare<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?");
+    this.#termAt = db.prepare<{ term: number }, [number]>("SELECT term FROM log WHERE idx = ?");
+    this.#newestMembers = db.prepare<{ members: string }, [number, number]>(
+      "SELECT members FROM log WHERE idx > ? AND idx <= ? AND members IS NOT NULL ORDER BY idx DESC LIMIT 1",
+    );
+  }
+
+  /**
+   * Deletes at most `maxRows` log entries on the way to compacting the log up
+   * to `target`, in one transaction that also moves the compaction point, so
+   * the stored log always starts right after it. Returns true once the log
+   * starts after `target`.
+   */
+  compactStep(target: SnapshotMeta, maxRows: number): boolean {
+    let done = false;
+    this.#db.transaction(() => {
+      const base = Number(this.#getMeta.get("log_base_index")?.value ?? 0);
+      if (target.lastIndex <= base) {
+        done = true;
+        return;
+      }
+      let meta = target;
+      const end = base + maxRows;
+      if (end < target.lastIndex) {
+        const row = this.#termAt.get(end);
+        if (row) {
+          const config = this.#newestMembers.get(base, end);
+          const members = config
+            ? (JSON.parse(config.members) as Member[])
+            : (JSON.parse(this.#getMeta.get("log_base_members")?.value ?? "[]") as Member[]);
+          meta = { lastIndex: end, lastTerm: row.term, members };
+        }
+      }
+      this.#deleteUpTo.run(meta.lastIndex);
+      setLogBase(this.#setMeta, meta);
+      done = meta.lastIndex === target.lastIndex;
+    })();
+    return done;
   }
 
   /** Applies `batches` in order in one transaction, so they cost one fsync together. */
@@ -394,6 +446,12 @@ export class BatchWriter {
       }
     })();
   }
+}
+
+function setLogBase(setMeta: { run(key: string, value: string): unknown }, meta: SnapshotMeta): void {
+  setMeta.run("log_base_index", String(meta.lastIndex));
+  setMeta.run("log_base_term", String(meta.lastTerm));
+  setMeta.run("log_base_members", JSON.stringify(meta.members));
 }
 
 /**

@@ -8,7 +8,7 @@
 import { describe, expect } from "bun:test";
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv } from "../support/cluster.ts";
+import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
 import { RespClient } from "../../src/client/client.ts";
 
 installClusterHooks();
@@ -36,6 +36,18 @@ async function wrongKeys(addr: string, prefix: string, count: number): Promise<s
   } finally {
     client.close();
   }
+}
+
+/**
+ * Waits until the node's log writer has deleted the stored log up to the
+ * snapshot before its newest one, which it does in the background once the
+ * newest is recorded.
+ */
+async function waitForCompaction(node: ClusterNode): Promise<void> {
+  const taken = [...node.log().matchAll(/msg="snapshot taken".* log_compacted_to=(\d+)/g)];
+  const target = taken.at(-1)?.[1];
+  if (target === undefined || target === "0") throw new Error(`${node.id} has not logged a snapshot that compacts the log`);
+  await node.waitForLog(`msg="stored log compacted" to=${target}`);
 }
 
 function snapshotFiles(dataDir: string): string[] {
@@ -130,6 +142,7 @@ describe("snapshots", () => {
       expect((await cluster.command(follower, ["SNAPSHOT"])).type).toBe("array");
       await writeKeys(leader.clientAddr, "o", 50);
       await cluster.waitForValue(follower, "o49", "v49", 10_000);
+      await waitForCompaction(follower);
       await cluster.kill(follower, "SIGKILL");
 
       const files = snapshotFiles(follower.dataDir);
@@ -167,6 +180,7 @@ describe("snapshots", () => {
       expect((await cluster.command(node, ["SNAPSHOT"])).type).toBe("array");
       await writeKeys(node.clientAddr, "n", 300);
       expect((await cluster.command(node, ["SNAPSHOT"])).type).toBe("array");
+      await waitForCompaction(node);
       await cluster.kill(node, "SIGKILL");
       for (const file of snapshotFiles(node.dataDir)) appendFileSync(join(node.dataDir, "snapshots", file), "garbage at the end");
 

@@ -8,10 +8,10 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Entry } from "../../src/raft/types.ts";
+import type { Entry, Member } from "../../src/raft/types.ts";
 import { decodeWrites, encodeWrites } from "../../src/storage/batch-codec.ts";
 import { LogWriter } from "../../src/storage/log-writer.ts";
-import { SqliteStorage, StorageError, type StorageWrite } from "../../src/storage/sqlite.ts";
+import { BatchWriter, SqliteStorage, StorageError, type StorageWrite } from "../../src/storage/sqlite.ts";
 
 const dirs: string[] = [];
 
@@ -36,12 +36,14 @@ function entriesWrite(entries: Entry[], truncateFrom: number | null = null): Sto
 interface Recorder {
   done: number[];
   errors: StorageError[];
+  compacted: number[];
 }
 
 function openWriter(storage: SqliteStorage): { writer: LogWriter; seen: Recorder } {
-  const seen: Recorder = { done: [], errors: [] };
+  const seen: Recorder = { done: [], errors: [], compacted: [] };
   const writer = new LogWriter(storage.path, {
     onDone: (seq) => seen.done.push(seq),
+    onCompacted: (index) => seen.compacted.push(index),
     onError: (err) => seen.errors.push(err),
   });
   return { writer, seen };
@@ -173,5 +175,62 @@ describe("log writer", () => {
     expect(seen.errors.length).toBe(1);
     writer.close();
     storage.close();
+  });
+
+  test("compacts the stored log in the background after a snapshot is recorded", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage);
+    storage.beforeWrite = () => writer.drain();
+    storage.compactor = (meta) => writer.compact(meta);
+    for (let first = 1; first <= 3000; first += 100) {
+      writer.write(entriesWrite(Array.from({ length: 100 }, (_, i) => command(first + i, 1))));
+    }
+    const snapshot = (index: number) => ({ meta: { lastIndex: index, lastTerm: 1, members: [] }, file: `${index}.snap`, bytes: 1, checksum: 1 });
+    storage.recordSnapshot(snapshot(2500));
+    // The log is compacted only up to the previous snapshot, kept as a fallback.
+    storage.recordSnapshot(snapshot(2900));
+    await until(() => seen.compacted.length > 0, "compaction to index 2500");
+    expect(seen.compacted).toEqual([2500]);
+    expect(storage.logBaseIndex()).toBe(2500);
+    expect(seen.errors).toEqual([]);
+    writer.close();
+    const state = storage.load();
+    expect(state.logBase?.lastIndex).toBe(2500);
+    expect(state.entries[0].index).toBe(2501);
+    expect(state.entries.at(-1)?.index).toBe(3000);
+    storage.close();
+  });
+});
+
+describe("compaction steps", () => {
+  test("move the compaction point with each step, carrying the configuration in force there", () => {
+    const storage = newStorage();
+    const members = (id: string): Member[] => [{ id, raftAddr: "127.0.0.1:1", clientAddr: "127.0.0.1:2", voter: true }];
+    const entries = Array.from({ length: 1000 }, (_, i) => command(i + 1, i < 600 ? 1 : 2));
+    entries[349] = { index: 350, term: 1, kind: "config", data: new Uint8Array(0), members: members("a") };
+    storage.write(entriesWrite(entries));
+    storage.close();
+
+    const db = new Database(storage.path);
+    const steps = new BatchWriter(db);
+    const target = { lastIndex: 900, lastTerm: 2, members: members("a") };
+    const bases: unknown[] = [];
+    const readBase = () => {
+      const get = (key: string) => db.query<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?").get(key)?.value;
+      const first = db.query<{ idx: number }, []>("SELECT MIN(idx) AS idx FROM log").get()?.idx;
+      return { index: Number(get("log_base_index")), term: Number(get("log_base_term")), members: JSON.parse(get("log_base_members")!), first };
+    };
+    let done = false;
+    for (let step = 0; step < 10 && !done; step++) {
+      done = steps.compactStep(target, 300);
+      bases.push(readBase());
+    }
+    db.close();
+    expect(done).toBe(true);
+    expect(bases).toEqual([
+      { index: 300, term: 1, members: [], first: 301 },
+      { index: 600, term: 1, members: members("a"), first: 601 },
+      { index: 900, term: 2, members: members("a"), first: 901 },
+    ]);
   });
 });
