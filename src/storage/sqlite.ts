@@ -12,7 +12,12 @@ import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/
 export const DATABASE_FILE = "echokv.db";
 const SCHEMA_VERSION = 1;
 
-/** How long a connection waits for the other one's write lock before it fails. */
+/**
+ * How long a connection waits for the other one's write lock before it
+ * fails. Every transaction here begins IMMEDIATE, taking that lock first:
+ * one that read before writing could otherwise fail at once, without
+ * waiting, when the other connection wrote in between.
+ */
 const BUSY_TIMEOUT_MS = 10_000;
 
 const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
@@ -158,7 +163,7 @@ export class SqliteStorage {
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
         this.#setMeta.run("node_id", nodeId);
         this.#setMeta.run("incarnation", randomUUID());
-      })();
+      }).immediate();
     }
   }
 
@@ -249,7 +254,7 @@ export class SqliteStorage {
       previous = all[1];
       obsolete = all.slice(2).map((old) => old.file);
       for (const old of all.slice(2)) this.#db.run("DELETE FROM snapshots WHERE idx = ?", [old.meta.lastIndex]);
-    })();
+    }).immediate();
     if (previous) this.compactLog(previous.meta);
     return obsolete;
   }
@@ -280,7 +285,7 @@ export class SqliteStorage {
       this.#db.run("DELETE FROM log");
       this.#setBase(record.meta);
       this.write({ hardState, truncateFrom: null, entries: [] });
-    })();
+    }).immediate();
     return obsolete;
   }
 
@@ -340,7 +345,7 @@ export class SqliteStorage {
       this.#setBase(record.meta);
       this.write({ hardState, truncateFrom: null, entries: [] });
       this.#setMeta.run("cluster_id", clusterId);
-    })();
+    }).immediate();
   }
 
   /** Writes the first configuration entry and the cluster id of a new cluster atomically. */
@@ -350,7 +355,7 @@ export class SqliteStorage {
     this.#db.transaction(() => {
       this.write({ hardState, truncateFrom: null, entries: [entry] });
       this.#setMeta.run("cluster_id", clusterId);
-    })();
+    }).immediate();
   }
 
   close(): void {
@@ -419,7 +424,7 @@ export class BatchWriter {
       this.#deleteUpTo.run(meta.lastIndex);
       setLogBase(this.#setMeta, meta);
       done = meta.lastIndex === target.lastIndex;
-    })();
+    }).immediate();
     return done;
   }
 
@@ -444,7 +449,7 @@ export class BatchWriter {
           this.#setMeta.run("commit_index", String(batch.hardState.commitIndex));
         }
       }
-    })();
+    }).immediate();
   }
 }
 
