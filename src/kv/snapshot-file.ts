@@ -12,7 +12,7 @@
 // crash leaves either the old set of files or the new one. Readers keep the
 // last record of a key that appears twice.
 
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { Member } from "../raft/types.ts";
 import { KvStore } from "./store.ts";
@@ -95,7 +95,9 @@ export async function writeSnapshotFile(
     crc.writeUInt32BE(checksum >>> 0, 0);
     writeSync(fd, crc);
     bytes += 4;
-    fsyncSync(fd);
+    // On a thread of the pool: flushing a large file can take long enough
+    // to stall every client if the event loop waited for it.
+    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;

@@ -8,6 +8,12 @@ export interface RaftConfig {
   maxAppendBytes: number;
   /** Maximum AppendEntries messages in flight to one peer before waiting for acknowledgements. */
   maxInflightAppends: number;
+  /**
+   * Maximum bytes of entries in flight to one peer before waiting for
+   * acknowledgements. One message is always allowed, however large, so a
+   * single entry above this limit still goes out.
+   */
+  maxInflightBytes: number;
   /** Ask for votes with a pre-vote round first, so that a rejoining node cannot bump terms. */
   preVote: boolean;
   /** A leader steps down after an election timeout without hearing from a majority. */
@@ -19,6 +25,7 @@ export const DEFAULT_RAFT_CONFIG: RaftConfig = {
   heartbeatTicks: 1,
   maxAppendBytes: 1 << 20,
   maxInflightAppends: 64,
+  maxInflightBytes: 4 << 20,
   preVote: true,
   checkQuorum: true,
 };
@@ -36,6 +43,9 @@ export function validateRaftConfig(config: RaftConfig): string | null {
   }
   if (!Number.isInteger(config.maxInflightAppends) || config.maxInflightAppends < 1) {
     return `maxInflightAppends must be a positive integer, got ${config.maxInflightAppends}`;
+  }
+  if (!(config.maxInflightBytes >= 1024)) {
+    return `maxInflightBytes must be at least 1024, got ${config.maxInflightBytes}`;
   }
   return null;
 }

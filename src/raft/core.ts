@@ -7,7 +7,7 @@
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
 import { validateRaftConfig } from "./config.ts";
-import { RaftLog } from "./log.ts";
+import { entrySize, RaftLog } from "./log.ts";
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -44,8 +44,10 @@ interface Progress {
   pendingSnapshot: number;
   /** In probe state, whether an append is outstanding. */
   probeSent: boolean;
-  /** Last indexes of appends sent and not yet acknowledged, oldest first. */
-  inflight: number[];
+  /** Appends sent and not yet acknowledged, oldest first: last index and bytes of entries. */
+  inflight: Array<{ last: number; bytes: number }>;
+  /** Sum of `bytes` over `inflight`. */
+  inflightBytes: number;
   /** Whether any response from the peer arrived since the last quorum check. */
   recentActive: boolean;
   /** Highest read-index round the peer acknowledged. */
@@ -86,6 +88,11 @@ export interface RaftCoreOptions {
   entries: Entry[];
   /** Index the state machine already reflects (the snapshot's index after a restart). */
   appliedIndex: number;
+}
+
+function clearInflight(pr: Progress): void {
+  pr.inflight = [];
+  pr.inflightBytes = 0;
 }
 
 export class RaftCore {
@@ -575,13 +582,18 @@ export class RaftCore {
     this.#send(message);
   }
 
+  /** Whether `pr` has as many appends or bytes in flight as the configuration allows. */
+  #windowFull(pr: Progress): boolean {
+    return pr.inflight.length >= this.#config.maxInflightAppends || (pr.inflight.length > 0 && pr.inflightBytes >= this.#config.maxInflightBytes);
+  }
+
   /** Sends the next batch of entries to `to`, respecting probe and in-flight limits. */
   #sendAppend(to: NodeId, sendIfEmpty: boolean): void {
     const pr = this.#progress.get(to);
     if (!pr) return;
     if (pr.state === "snapshot") return;
     if (pr.state === "probe" && pr.probeSent) return;
-    if (pr.state === "replicate" && pr.inflight.length >= this.#config.maxInflightAppends) return;
+    if (pr.state === "replicate" && this.#windowFull(pr)) return;
 
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
@@ -589,7 +601,7 @@ export class RaftCore {
       // The entries this peer needs were compacted away: it needs a snapshot.
       pr.state = "snapshot";
       pr.pendingSnapshot = this.log.snapshotIndex;
-      pr.inflight = [];
+      clearInflight(pr);
       this.#snapshotsToSend.push(to);
       return;
     }
@@ -613,8 +625,11 @@ export class RaftCore {
       pr.probeSent = true;
     } else if (entries.length > 0) {
       const last = entries[entries.length - 1].index;
+      let bytes = 0;
+      for (const entry of entries) bytes += entrySize(entry);
       pr.next = last + 1;
-      pr.inflight.push(last);
+      pr.inflight.push({ last, bytes });
+      pr.inflightBytes += bytes;
       // Keep the pipeline full: send the rest while the window allows.
       if (pr.next <= this.log.lastIndex()) this.#sendAppend(to, false);
     }
@@ -647,7 +662,7 @@ export class RaftCore {
       // The follower's log diverges before pr.next: back off to its hint.
       pr.state = "probe";
       pr.probeSent = false;
-      pr.inflight = [];
+      clearInflight(pr);
       pr.next = Math.max(pr.match + 1, Math.min(pr.next - 1, message.matchIndex + 1, message.lastIndex + 1));
       this.#sendAppend(message.from, true);
       return;
@@ -658,11 +673,11 @@ export class RaftCore {
       this.#maybeCommit();
     }
     pr.next = Math.max(pr.next, pr.match + 1);
-    while (pr.inflight.length > 0 && pr.inflight[0] <= message.matchIndex) pr.inflight.shift();
+    while (pr.inflight.length > 0 && pr.inflight[0].last <= message.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
     if (pr.state === "probe") {
       pr.state = "replicate";
       pr.probeSent = false;
-      pr.inflight = [];
+      clearInflight(pr);
       pr.next = pr.match + 1;
     }
 
@@ -682,7 +697,7 @@ export class RaftCore {
     if (pr.match < this.log.lastIndex()) {
       // Lost appends leave a probe waiting or the pipeline full: retry from here.
       if (pr.state === "probe") pr.probeSent = false;
-      else if (pr.inflight.length >= this.#config.maxInflightAppends) pr.inflight.shift();
+      else if (this.#windowFull(pr)) pr.inflightBytes -= pr.inflight.shift()!.bytes;
       this.#sendAppend(message.from, true);
     }
     this.#releaseReads();
@@ -1094,6 +1109,7 @@ export class RaftCore {
       pendingSnapshot: 0,
       probeSent: false,
       inflight: [],
+      inflightBytes: 0,
       recentActive: self,
       readRound: 0,
     });

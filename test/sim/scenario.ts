@@ -50,14 +50,14 @@ export function scenarioFor(seed: number, overrides: ScenarioOverrides = {}): Sc
     diskMode: overrides.diskMode ?? diskMode,
     diskLatencyMs: [random.int(0, 2), random.int(3, 25)],
     slowWriteRate: random.pick([0, 0.02, 0.1]),
-    raftConfig: {
+    raftConfig: withInflightBytes({
       electionTicks,
       heartbeatTicks,
       maxAppendBytes: random.pick([1024, 2048, 1 << 20]),
       maxInflightAppends: random.pick([1, 2, 4, 64]),
       preVote: random.chance(0.8),
       checkQuorum: random.chance(0.8),
-    },
+    }),
     clientCount: random.int(2, 4),
     keys: Array.from({ length: keyCount }, (_, i) => `k${i}`),
     leaseReads,
@@ -73,4 +73,13 @@ export function scenarioFor(seed: number, overrides: ScenarioOverrides = {}): Sc
       maxSlowRate: random.pick([0.02, 0.1, 0.2]),
     },
   };
+}
+
+/**
+ * Sets the in-flight byte window to four messages' worth, so that small
+ * message limits also bound the window by bytes. Derived rather than drawn,
+ * so that every seed keeps the scenario it had before the window existed.
+ */
+function withInflightBytes(config: Omit<RaftConfig, "maxInflightBytes">): RaftConfig {
+  return { ...config, maxInflightBytes: config.maxAppendBytes * 4 };
 }

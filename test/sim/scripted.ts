@@ -1,7 +1,7 @@
 // Helpers for scripted scenarios that drive RaftCore instances by hand,
 // message by message, to pin down a schedule the simulator found or needs.
 
-import { DEFAULT_RAFT_CONFIG } from "../../src/raft/config.ts";
+import { DEFAULT_RAFT_CONFIG, type RaftConfig } from "../../src/raft/config.ts";
 import { RaftCore } from "../../src/raft/core.ts";
 import type { Entry, HardState, Member, Message } from "../../src/raft/types.ts";
 import { SimRandom } from "./random.ts";
@@ -19,11 +19,11 @@ export function commandEntry(index: number, term: number, byte: number): Entry {
 }
 
 /** Creates a core as if restarted from storage holding `entries` and `hardState`. */
-export function createCore(id: string, entries: Entry[], hardState: HardState, seed: number): RaftCore {
+export function createCore(id: string, entries: Entry[], hardState: HardState, seed: number, config: RaftConfig = DEFAULT_RAFT_CONFIG): RaftCore {
   const random = new SimRandom(seed);
   return new RaftCore({
     id,
-    config: DEFAULT_RAFT_CONFIG,
+    config,
     random: () => random.next(),
     hardState,
     snapshot: null,
