@@ -9,7 +9,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { EchoNode } from "../node/node.ts";
 import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
 import { listenFailure, parseHostPort } from "../transport/address.ts";
-import { dispatch, type CommandContext, type Consistency, type ServerLimits } from "./commands.ts";
+import { dispatch, type CommandContext, type CommandKind, type Consistency, type Reply, type ServerLimits } from "./commands.ts";
 import { LeaderForwarder } from "./forward.ts";
 
 export interface ServerOptions {
@@ -28,18 +28,25 @@ export interface ServerOptions {
 
 /** Output bytes a slow reader may leave unread before its connection is closed. */
 const MAX_OUTPUT_BUFFER_BYTES = 256 * 1024 * 1024;
-const settled = () => undefined;
 
 interface Slot {
   reply: Buffer | null;
+}
+
+/** A command that waits for earlier commands of its connection before it starts. */
+interface Waiting {
+  kind: CommandKind;
+  reply: () => Reply;
+  slot: Slot;
 }
 
 interface Connection {
   parser: RespParser;
   context: CommandContext;
   slots: Slot[];
-  /** Settles once every command received so far has its reply. */
-  tail: Promise<unknown>;
+  /** Commands not started yet, in arrival order. */
+  waiting: Waiting[];
+  /** Started commands without a reply yet. */
   pending: number;
   /** Unfinished reads and admin commands; a write must wait behind them. */
   pendingNonWrites: number;
@@ -54,6 +61,16 @@ interface Connection {
 
 /** The one channel with messages: cluster events as JSON. */
 export const EVENTS_CHANNEL = "cluster-events";
+
+/**
+ * Whether a command of `kind` must wait for the connection's started
+ * commands: a read or admin command for all of them, so it sees the
+ * connection's own writes, and a write for unfinished reads and admin
+ * commands, so they do not see it.
+ */
+function mustWait(conn: Connection, kind: CommandKind): boolean {
+  return kind === "write" ? conn.pendingNonWrites > 0 : conn.pending > 0;
+}
 
 export class RespServer {
   readonly #options: ServerOptions;
@@ -124,7 +141,7 @@ export class RespServer {
       parser: new RespParser(this.#parserLimits),
       context: { ...this.#context, session: { consistency: this.#options.defaultConsistency } },
       slots: [],
-      tail: Promise.resolve(),
+      waiting: [],
       pending: 0,
       pendingNonWrites: 0,
       output: [],
@@ -180,31 +197,44 @@ export class RespServer {
   #execute(socket: Socket<Connection>, args: Buffer[]): void {
     const conn = socket.data;
     const { kind, reply } = dispatch(conn.context, args);
-    const mustWait = kind === "write" ? conn.pendingNonWrites > 0 : conn.pending > 0;
-    const result = mustWait ? conn.tail.then(reply) : reply();
-    if (!(result instanceof Promise)) {
-      this.#enqueue(socket, result);
+    if (conn.waiting.length > 0 || mustWait(conn, kind)) {
+      const slot: Slot = { reply: null };
+      conn.slots.push(slot);
+      conn.waiting.push({ kind, reply, slot });
       return;
     }
+    this.#start(socket, kind, reply, null);
+  }
 
-    const slot: Slot = { reply: null };
-    conn.slots.push(slot);
+  /** Runs a command; its reply goes to `slot`, or to the end of the queue when null. */
+  #start(socket: Socket<Connection>, kind: CommandKind, reply: () => Reply, slot: Slot | null): void {
+    const conn = socket.data;
+    const result = reply();
+    if (!(result instanceof Promise)) {
+      if (slot) slot.reply = result;
+      else this.#enqueue(socket, result);
+      return;
+    }
+    const target: Slot = slot ?? { reply: null };
+    if (!slot) conn.slots.push(target);
     conn.pending++;
     if (kind !== "write") conn.pendingNonWrites++;
-    const done = result.then(
-      (buffer) => buffer,
-      (err: unknown) => error(`ERR internal error: ${errorMessage(err)}`),
+    result.then(
+      (buffer) => this.#finish(socket, kind, target, buffer),
+      (err: unknown) => this.#finish(socket, kind, target, error(`ERR internal error: ${errorMessage(err)}`)),
     );
-    // Settles once every earlier command and this one have. It must not
-    // resolve to their results: a chain of Promise.all values would keep
-    // every reply of the connection reachable until it closes.
-    conn.tail = Promise.all([conn.tail, done]).then(settled);
-    done.then((buffer) => {
-      slot.reply = buffer;
-      conn.pending--;
-      if (kind !== "write") conn.pendingNonWrites--;
-      this.#flush(socket);
-    });
+  }
+
+  #finish(socket: Socket<Connection>, kind: CommandKind, slot: Slot, reply: Buffer): void {
+    const conn = socket.data;
+    slot.reply = reply;
+    conn.pending--;
+    if (kind !== "write") conn.pendingNonWrites--;
+    while (conn.waiting.length > 0 && !mustWait(conn, conn.waiting[0].kind)) {
+      const next = conn.waiting.shift()!;
+      this.#start(socket, next.kind, next.reply, next.slot);
+    }
+    this.#flush(socket);
   }
 
   /** Redis pub/sub semantics for SUBSCRIBE cluster-events, the event stream of this node. */
