@@ -9,12 +9,26 @@ export type KvCommand =
 const OP_SET = 1;
 const OP_DEL = 2;
 
+// Lengths are written byte by byte: a DataView needs the array's .buffer,
+// and asking a small typed array for it makes JavaScriptCore move the
+// bytes out of the garbage-collected heap into a separate allocation, once
+// per command.
+function writeLength(out: Uint8Array, offset: number, value: number): void {
+  out[offset] = value >>> 24;
+  out[offset + 1] = (value >>> 16) & 0xff;
+  out[offset + 2] = (value >>> 8) & 0xff;
+  out[offset + 3] = value & 0xff;
+}
+
+function readLength(data: Uint8Array, offset: number): number {
+  return ((data[offset] << 24) | (data[offset + 1] << 16) | (data[offset + 2] << 8) | data[offset + 3]) >>> 0;
+}
+
 export function encodeCommand(command: KvCommand): Uint8Array {
   if (command.op === "set") {
     const out = new Uint8Array(5 + command.key.byteLength + command.value.byteLength);
-    const view = new DataView(out.buffer);
     out[0] = OP_SET;
-    view.setUint32(1, command.key.byteLength);
+    writeLength(out, 1, command.key.byteLength);
     out.set(command.key, 5);
     out.set(command.value, 5 + command.key.byteLength);
     return out;
@@ -22,39 +36,38 @@ export function encodeCommand(command: KvCommand): Uint8Array {
   let size = 1;
   for (const key of command.keys) size += 4 + key.byteLength;
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
   out[0] = OP_DEL;
   let offset = 1;
   for (const key of command.keys) {
-    view.setUint32(offset, key.byteLength);
+    writeLength(out, offset, key.byteLength);
     out.set(key, offset + 4);
     offset += 4 + key.byteLength;
   }
   return out;
 }
 
+/** Returns where the key that starts at `offset` ends; throws if it overruns `data`. */
+function keyEnd(data: Uint8Array, offset: number): number {
+  if (offset + 4 > data.byteLength) throw new Error(`command truncated at byte ${offset}`);
+  const length = readLength(data, offset);
+  const end = offset + 4 + length;
+  if (end > data.byteLength) throw new Error(`command key of ${length} bytes overruns the entry`);
+  return end;
+}
+
 /** Decodes a command; throws on bytes that no encoder produced (a corrupt log). */
 export function decodeCommand(data: Uint8Array): KvCommand {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const readKey = (offset: number): [Uint8Array, number] => {
-    if (offset + 4 > data.byteLength) throw new Error(`command truncated at byte ${offset}`);
-    const length = view.getUint32(offset);
-    const end = offset + 4 + length;
-    if (end > data.byteLength) throw new Error(`command key of ${length} bytes overruns the entry`);
-    return [data.subarray(offset + 4, end), end];
-  };
-
   switch (data[0]) {
     case OP_SET: {
-      const [key, end] = readKey(1);
-      return { op: "set", key, value: data.subarray(end) };
+      const end = keyEnd(data, 1);
+      return { op: "set", key: data.subarray(5, end), value: data.subarray(end) };
     }
     case OP_DEL: {
       const keys: Uint8Array[] = [];
       let offset = 1;
       while (offset < data.byteLength) {
-        const [key, end] = readKey(offset);
-        keys.push(key);
+        const end = keyEnd(data, offset);
+        keys.push(data.subarray(offset + 4, end));
         offset = end;
       }
       return { op: "del", keys };
