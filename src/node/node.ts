@@ -10,7 +10,7 @@
 //   3. every other message (votes, acknowledgements) waits until that write
 //      and every earlier one are durable, then leaves in order;
 //   4. committed entries are applied and waiting clients get their replies:
-//      a majority holds them durably, whether or not this node does yet;
+//      a majority has them on disk, whether or not this node has yet;
 //   5. advance() tells the core the batch is durable, once it is.
 
 import { randomUUID } from "node:crypto";

@@ -582,7 +582,7 @@ export class RaftCore {
     this.#send(message);
   }
 
-  /** Whether `pr` has as many appends or bytes in flight as the configuration allows. */
+  /** Returns whether `pr` has as many appends or bytes in flight as the configuration allows. */
   #windowFull(pr: Progress): boolean {
     return pr.inflight.length >= this.#config.maxInflightAppends || (pr.inflight.length > 0 && pr.inflightBytes >= this.#config.maxInflightBytes);
   }

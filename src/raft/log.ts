@@ -104,7 +104,7 @@ export class RaftLog {
     this.pendingTruncateFrom = Math.min(this.pendingTruncateFrom ?? from, from);
   }
 
-  /** Whether some entry was appended that unstableEntries() has not handed out yet. */
+  /** Returns whether an entry was appended that unstableEntries() has not handed out yet. */
   hasEntriesToHandOut(): boolean {
     return this.handedOutIndex < this.lastIndex();
   }

@@ -47,7 +47,7 @@ export interface CommandContext {
 
 export type Reply = Buffer | Promise<Buffer>;
 
-/** How a command is ordered among the other commands of its connection (see CommandSpec.kind). */
+/** Ordering class of a command among the other commands of its connection (see CommandSpec.kind). */
 export type CommandKind = "write" | "read" | "admin";
 
 export interface CommandSpec {

@@ -63,10 +63,10 @@ interface Connection {
 export const EVENTS_CHANNEL = "cluster-events";
 
 /**
- * Whether a command of `kind` must wait for the connection's started
- * commands: a read or admin command for all of them, so it sees the
- * connection's own writes, and a write for unfinished reads and admin
- * commands, so they do not see it.
+ * Returns whether a command of `kind` must wait for the connection's
+ * started commands. A read or admin command waits for all of them, so it
+ * observes the connection's own writes. A write waits for unfinished reads
+ * and admin commands, so they do not observe it.
  */
 function mustWait(conn: Connection, kind: CommandKind): boolean {
   return kind === "write" ? conn.pendingNonWrites > 0 : conn.pending > 0;

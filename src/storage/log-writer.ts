@@ -1,8 +1,8 @@
 // Writes a node's Raft log on a thread of its own, so that the event loop
 // keeps serving sockets while SQLite commits and fsyncs.
 //
-// It also compacts the stored log after a snapshot, in steps of a few
-// milliseconds between batches, so that neither the event loop nor the log's
+// It also compacts the stored log after a snapshot, in steps of about a
+// millisecond between batches, so that neither the event loop nor the log's
 // writes wait for one large delete.
 //
 // One batch is in flight at a time. Writes queued meanwhile wait and then go
@@ -74,12 +74,12 @@ export class LogWriter {
     this.#post({ type: "open", path: databasePath, shared });
   }
 
-  /** Whether a batch is being written. */
+  /** True while a batch is being written. */
   get busy(): boolean {
     return this.#submitted > this.#completed;
   }
 
-  /** Whether the batch numbered `seq` (and every one before it) is durable. */
+  /** Returns whether batch `seq`, and every batch before it, is durable. */
   isDone(seq: number): boolean {
     return seq <= this.#completed;
   }
@@ -100,9 +100,9 @@ export class LogWriter {
   }
 
   /**
-   * Blocks until every queued write is durable, handling each finished
-   * batch as the reply would. Throws if the thread failed. For the rare
-   * moments when the node writes on its own connection.
+   * Blocks until every queued write is durable, and handles each finished
+   * batch as its reply would. Throws if the thread failed. The node calls it
+   * only before its rare writes on its own connection.
    */
   drain(): void {
     while (this.busy || this.#queued.length > 0) {

@@ -44,8 +44,8 @@ async function wrongKeys(addr: string, prefix: string, count: number): Promise<s
  * newest is recorded.
  */
 async function waitForCompaction(node: ClusterNode): Promise<void> {
-  const taken = [...node.log().matchAll(/msg="snapshot taken".* log_compacted_to=(\d+)/g)];
-  const target = taken.at(-1)?.[1];
+  const snapshotLines = [...node.log().matchAll(/msg="snapshot taken".* log_compacted_to=(\d+)/g)];
+  const target = snapshotLines.at(-1)?.[1];
   if (target === undefined || target === "0") throw new Error(`${node.id} has not logged a snapshot that compacts the log`);
   await node.waitForLog(`msg="stored log compacted" to=${target}`);
 }

@@ -13,7 +13,7 @@ const ENTRY_BYTES = 300 * 1024;
 const WINDOW_BYTES = 4 << 20;
 
 describe("in-flight window", () => {
-  test("bounds the bytes sent to a follower that does not acknowledge", () => {
+  test("bounds bytes to a silent follower", () => {
     const config = { ...DEFAULT_RAFT_CONFIG, maxInflightBytes: WINDOW_BYTES };
     const hardState = { term: 1, votedFor: null, commitIndex: 1 };
     const ids = ["n1", "n2", "n3"];
@@ -42,7 +42,7 @@ describe("in-flight window", () => {
       expect(n1.propose(new Uint8Array(ENTRY_BYTES).fill(i)).ok).toBe(true);
       exchange(cores, { deliver: countAndDrop, rounds: 4 });
     }
-    // One append per entry until the window holds 4 MiB: the 14th crosses it.
+    // One append per entry until 4 MiB are in flight: the 14th crosses that.
     expect(sentToN2).toBe(Math.ceil(WINDOW_BYTES / (ENTRY_BYTES + 24)));
     expect(bytesToN2).toBeLessThan(WINDOW_BYTES + ENTRY_BYTES);
     // n3 acknowledged everything, so the leader and n3 commit all 40 entries.

@@ -16,8 +16,8 @@
 // each write a latency and keeps stepping messages and ticks while up to
 // PIPELINE_DEPTH writes with new data are in flight, as the runtime's log
 // writer does (Raft thesis section 10.2.1). It takes a new batch after each
-// event; the core hands each entry out once, so a batch taken while a write
-// is in flight carries only what is new, and one with nothing to write needs
+// event. The core hands each entry out once, so a batch taken while a write
+// is in flight carries only what is new. A batch with nothing to write needs
 // no disk time. Steps 2 to 5 run when a write finishes, in the order the
 // batches were taken. The runtime applies committed entries without waiting
 // for its own write; waiting, as here, is the stricter order.

@@ -1,7 +1,7 @@
-// The log writer thread against real SQLite files: batches reach the
-// database in order, writes queued while one is in flight share the next
-// transaction, drain() blocks until everything is durable, and a failure
-// reaches the node instead of being lost.
+// The log writer thread against real SQLite files. Batches reach the
+// database in order, and writes queued while one is in flight share the
+// next transaction. drain() blocks until everything is durable, and a
+// failure reaches the node instead of being lost.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -58,7 +58,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 }
 
 describe("batch codec", () => {
-  test("round-trips hard state, truncation and entries of every kind", () => {
+  test("round-trips every kind of write", () => {
     const writes: StorageWrite[] = [
       { hardState: { term: 7, votedFor: "node-2", commitIndex: 41 }, truncateFrom: 40, entries: [command(40, 7, 0), command(41, 7, 300)] },
       { hardState: { term: 8, votedFor: null, commitIndex: 41 }, truncateFrom: null, entries: [] },
@@ -80,7 +80,7 @@ describe("batch codec", () => {
     expect(decodeWrites(encodeWrites(writes))).toEqual(writes);
   });
 
-  test("rejects a buffer with bytes after the last write", () => {
+  test("rejects trailing bytes", () => {
     const encoded = new Uint8Array(encodeWrites([entriesWrite([command(1, 1)])]));
     const longer = new Uint8Array(encoded.byteLength + 3);
     longer.set(encoded);
@@ -89,7 +89,7 @@ describe("batch codec", () => {
 });
 
 describe("log writer", () => {
-  test("commits batches in order and reports each one", async () => {
+  test("commits batches in order", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     let last = 0;
@@ -108,7 +108,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("applies a truncation queued after the entries it removes", async () => {
+  test("applies a queued truncation", async () => {
     const storage = newStorage();
     const { writer } = openWriter(storage);
     writer.write(entriesWrite([command(1, 1), command(2, 1), command(3, 1)]));
@@ -126,7 +126,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("drain blocks until queued writes are durable, so the node's connection can write next", () => {
+  test("drain waits for queued writes", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     storage.beforeWrite = () => writer.drain();
@@ -143,7 +143,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("reports a failed write and refuses further ones", async () => {
+  test("reports a failed write", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
@@ -163,7 +163,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("drain reports a failure that happens while it waits", () => {
+  test("drain reports a failure", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
@@ -177,7 +177,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("compacts the stored log in the background after a snapshot is recorded", async () => {
+  test("compacts the log after a snapshot", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     storage.beforeWrite = () => writer.drain();
@@ -203,7 +203,7 @@ describe("log writer", () => {
 });
 
 describe("two connections", () => {
-  test("the node's connection writes while the writer thread compacts, and neither fails", async () => {
+  test("both write during compaction", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     for (let first = 1; first <= 20_000; first += 1000) {
@@ -231,7 +231,7 @@ describe("two connections", () => {
 });
 
 describe("compaction steps", () => {
-  test("move the compaction point with each step, carrying the configuration in force there", () => {
+  test("move the compaction point and its configuration", () => {
     const storage = newStorage();
     const members = (id: string): Member[] => [{ id, raftAddr: "127.0.0.1:1", clientAddr: "127.0.0.1:2", voter: true }];
     const entries = Array.from({ length: 1000 }, (_, i) => command(i + 1, i < 600 ? 1 : 2));
