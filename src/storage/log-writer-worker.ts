@@ -93,6 +93,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
       return;
     case "close":
       try {
+        writer?.finalize();
         db?.close();
       } finally {
         db = null;

@@ -361,6 +361,11 @@ export class SqliteStorage {
   close(): void {
     this.beforeWrite = null;
     this.compactor = null;
+    // A statement left unfinalized keeps the connection open after close(),
+    // and then the last close does not fold the WAL into the database.
+    this.#setMeta.finalize();
+    this.#getMeta.finalize();
+    this.#batches.finalize();
     this.#db.close();
     if (this.#lockPath !== null) rmSync(this.#lockPath, { force: true });
     this.#lockPath = null;
@@ -426,6 +431,13 @@ export class BatchWriter {
       done = meta.lastIndex === target.lastIndex;
     }).immediate();
     return done;
+  }
+
+  /** Finalizes the prepared statements; call it before closing the connection. */
+  finalize(): void {
+    for (const statement of [this.#insertEntry, this.#deleteFrom, this.#deleteUpTo, this.#setMeta, this.#getMeta, this.#termAt, this.#newestMembers]) {
+      statement.finalize();
+    }
   }
 
   /** Applies `batches` in order in one transaction, so they cost one fsync together. */

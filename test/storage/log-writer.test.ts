@@ -5,7 +5,7 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Entry, Member } from "../../src/raft/types.ts";
@@ -199,6 +199,21 @@ describe("log writer", () => {
     expect(state.entries[0].index).toBe(2501);
     expect(state.entries.at(-1)?.index).toBe(3000);
     storage.close();
+  });
+});
+
+describe("closing", () => {
+  test("folds the WAL into the database", () => {
+    const storage = newStorage();
+    const { writer } = openWriter(storage);
+    writer.write(entriesWrite(Array.from({ length: 500 }, (_, i) => command(i + 1, 1, 300))));
+    writer.drain();
+    const wal = `${storage.path}-wal`;
+    expect(statSync(wal).size).toBeGreaterThan(0);
+    writer.close();
+    storage.close();
+    // SQLite checkpoints and removes the WAL when its last connection closes.
+    expect(existsSync(wal) ? statSync(wal).size : 0).toBe(0);
   });
 });
 
