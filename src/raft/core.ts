@@ -48,6 +48,8 @@ interface Progress {
   inflight: Array<{ last: number; bytes: number }>;
   /** Sum of `bytes` over `inflight`. */
   inflightBytes: number;
+  /** Highest commit index the peer can have learned from this leader's appends and heartbeats. */
+  commitSent: number;
   /** Whether any response from the peer arrived since the last quorum check. */
   recentActive: boolean;
   /** Highest read-index round the peer acknowledged. */
@@ -579,6 +581,7 @@ export class RaftCore {
       commitIndex: Math.min(pr.match, this.#commitIndex),
       readRound: this.#readRound,
     };
+    pr.commitSent = Math.max(pr.commitSent, message.commitIndex);
     this.#send(message);
   }
 
@@ -619,6 +622,7 @@ export class RaftCore {
       entries,
       commitIndex: this.#commitIndex,
     };
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.#commitIndex, prevIndex + entries.length));
     this.#send(message);
 
     if (pr.state === "probe") {
@@ -671,6 +675,8 @@ export class RaftCore {
     if (message.matchIndex > pr.match) {
       pr.match = message.matchIndex;
       this.#maybeCommit();
+      // Committed with other acknowledgements before this one arrived: tell this peer too.
+      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#commitBroadcastPending = true;
     }
     pr.next = Math.max(pr.next, pr.match + 1);
     while (pr.inflight.length > 0 && pr.inflight[0].last <= message.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
@@ -722,12 +728,17 @@ export class RaftCore {
     this.#onCommitAdvance();
   }
 
-  /** Sends a heartbeat to every follower that gets no append in this batch, so local reads catch up. */
+  /**
+   * Sends a heartbeat to every follower that holds entries committed since
+   * it last heard the commit index, unless it gets a message in this batch
+   * anyway, so that local reads there catch up at once.
+   */
   #announceCommit(): void {
     const reached = new Set<NodeId>();
     for (const message of this.#messages) reached.add(message.to);
-    for (const id of this.#progress.keys()) {
-      if (id !== this.id && !reached.has(id)) this.#sendHeartbeat(id);
+    for (const [id, pr] of this.#progress) {
+      if (id === this.id || reached.has(id)) continue;
+      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id);
     }
   }
 
@@ -1110,6 +1121,7 @@ export class RaftCore {
       probeSent: false,
       inflight: [],
       inflightBytes: 0,
+      commitSent: 0,
       recentActive: self,
       readRound: 0,
     });
