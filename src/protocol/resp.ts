@@ -107,8 +107,18 @@ export function integer(n: number): Buffer {
 export function bulk(value: Uint8Array | string | null): Buffer {
   if (value === null) return Buffer.from("$-1\r\n");
   const body = typeof value === "string" ? Buffer.from(value) : value;
-  const header = Buffer.from(`$${body.byteLength}\r\n`);
-  return Buffer.concat([header, body, CRLF]);
+  // One allocation per reply: this is the reply to every GET.
+  const length = String(body.byteLength);
+  const out = Buffer.allocUnsafe(1 + length.length + 2 + body.byteLength + 2);
+  out[0] = DOLLAR;
+  let offset = 1 + out.write(length, 1, "latin1");
+  out[offset++] = CR;
+  out[offset++] = LF;
+  out.set(body, offset);
+  offset += body.byteLength;
+  out[offset++] = CR;
+  out[offset] = LF;
+  return out;
 }
 
 /** Encodes an array from already encoded elements, or the null array `*-1\r\n` for null. */

@@ -342,9 +342,11 @@ export function lookupCommand(name: string): CommandSpec | undefined {
   return COMMANDS[name];
 }
 
-/** Runs one parsed command, forwarding leader commands from a follower. */
-export function dispatch(ctx: CommandContext, args: Buffer[]): { kind: CommandKind; reply: () => Reply } {
-  const name = text(args[0]).toUpperCase();
+/**
+ * Runs one parsed command, forwarding leader commands from a follower.
+ * `name` is the command name in upper case, when the caller has it already.
+ */
+export function dispatch(ctx: CommandContext, args: Buffer[], name = text(args[0]).toUpperCase()): { kind: CommandKind; reply: () => Reply } {
   if (name === "FORWARDED" && args.length > 1) {
     const inner: CommandContext = { ...ctx, forwarded: true };
     return dispatch(inner, args.slice(1));

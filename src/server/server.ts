@@ -189,14 +189,14 @@ export class RespServer {
         this.#pubsub(socket, name, parsed.args.slice(1));
         continue;
       }
-      this.#execute(socket, parsed.args);
+      this.#execute(socket, parsed.args, name);
     }
     this.#flush(socket);
   }
 
-  #execute(socket: Socket<Connection>, args: Buffer[]): void {
+  #execute(socket: Socket<Connection>, args: Buffer[], name: string): void {
     const conn = socket.data;
-    const { kind, reply } = dispatch(conn.context, args);
+    const { kind, reply } = dispatch(conn.context, args, name);
     if (conn.waiting.length > 0 || mustWait(conn, kind)) {
       const slot: Slot = { reply: null };
       conn.slots.push(slot);
