@@ -227,6 +227,13 @@ export async function loadSnapshotFile(
     const header = parseHeader(headerJson, path);
 
     const store = new KvStore();
+    // The footer's record count sizes the index up front. Every record takes
+    // at least 8 bytes, which bounds what a damaged footer can ask for.
+    const counted = Buffer.alloc(8);
+    if (readSync(fd, counted, 0, 8, size - 12) === 8) {
+      const expected = counted.readUInt32BE(0) * 2 ** 32 + counted.readUInt32BE(4);
+      store.reserve(Math.min(expected, Math.floor(size / 8)));
+    }
     let records = 0;
     for (;;) {
       const keyLength = reader.take(4)?.readUInt32BE(0);

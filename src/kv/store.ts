@@ -228,6 +228,17 @@ export class KvStore {
     return true;
   }
 
+  /**
+   * Grows the index at once to hold `count` keys, so that loading a known
+   * number of keys does not resize it step by step: each step leaves the old
+   * arrays behind as garbage, about 36 MB in all for a million keys.
+   */
+  reserve(count: number): void {
+    let capacity = this.#slots.length;
+    while (count * 4 > capacity * 3) capacity *= 2;
+    if (capacity > this.#slots.length) this.#resize(capacity);
+  }
+
   #insert(hash: number, location: number): void {
     if ((this.#size + 1) * 4 > this.#slots.length * 3) this.#resize(this.#slots.length * 2);
     const mask = this.#mask;

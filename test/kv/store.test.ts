@@ -106,6 +106,17 @@ describe("KvStore", () => {
     expect(store.memoryBytes).toBeLessThan(full / 4);
   });
 
+  test("reserve sizes the index once", () => {
+    const store = new KvStore();
+    store.reserve(100_000);
+    // The smallest power of two that keeps 100,000 keys under 3/4 full, at 12 bytes a slot.
+    const indexBytes = 262_144 * 12;
+    expect(store.memoryBytes).toBe(indexBytes);
+    for (let i = 0; i < 100_000; i++) store.set(Buffer.from(`k${i}`), Buffer.from("v"));
+    expect(store.size).toBe(100_000);
+    expect((store.memoryBytes - indexBytes) % (1 << 20)).toBe(0);
+  });
+
   test("large values get own pages", () => {
     const store = new KvStore();
     const big = new Uint8Array(3 << 20).fill(7);
