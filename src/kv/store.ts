@@ -229,9 +229,9 @@ export class KvStore {
   }
 
   /**
-   * Grows the index at once to hold `count` keys, so that loading a known
-   * number of keys does not resize it step by step: each step leaves the old
-   * arrays behind as garbage, about 36 MB in all for a million keys.
+   * Grows the index at once to hold `count` keys. Growing step by step while
+   * loading leaves each old pair of arrays behind as garbage, about 25 MB in
+   * all for a million keys.
    */
   reserve(count: number): void {
     let capacity = this.#slots.length;
