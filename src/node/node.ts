@@ -223,6 +223,7 @@ export class EchoNode {
       },
       onReceived: (from, term, received) => this.#onSnapshotReceived(from, term, received),
       currentTerm: () => this.#core.term,
+      refuseSnapshot: (meta) => this.#refuseSnapshot(meta),
     });
   }
 
@@ -874,6 +875,17 @@ export class EchoNode {
 
   readSnapshot(record: SnapshotRecord, offset: number, length: number): Buffer {
     return this.#snapshots.read(record, offset, length);
+  }
+
+  /** Returns why an incoming snapshot ending at `meta` is not needed here, or null when it is. */
+  #refuseSnapshot(meta: SnapshotMeta): string | null {
+    const missing = this.#missingState;
+    if (missing && !missing.snapshot) return null;
+    if (this.#snapshots.newest()?.meta.lastIndex === meta.lastIndex) {
+      return `the follower already stores a snapshot at index ${meta.lastIndex}`;
+    }
+    if (meta.lastIndex <= this.#appliedIndex) return `the follower already applied index ${this.#appliedIndex}`;
+    return null;
   }
 
   #onSnapshotReceived(from: NodeId, term: number, received: LoadedSnapshot): void {

@@ -209,6 +209,8 @@ export interface TransferHooks {
   /** Called when a complete, verified snapshot body arrived from the leader. */
   onReceived: (from: NodeId, term: number, loaded: LoadedSnapshot) => void;
   currentTerm: () => number;
+  /** Returns why this node does not need a snapshot ending at `meta`, or null when it does. */
+  refuseSnapshot: (meta: SnapshotMeta) => string | null;
 }
 
 /**
@@ -356,6 +358,13 @@ export class SnapshotTransfers {
     if (!incoming || incoming.id !== chunk.transfer) {
       if (chunk.offset !== 0) {
         ack(0, false, "unknown transfer; start again from offset 0");
+        return;
+      }
+      // A second snapshot at an index already stored would be renamed over
+      // that file, whose recorded checksum is of other bytes.
+      const refusal = this.#hooks.refuseSnapshot(chunk.meta);
+      if (refusal !== null) {
+        ack(0, false, refusal);
         return;
       }
       this.#abortIncoming();

@@ -3,7 +3,7 @@
 // acknowledgements must cost about a second, not the 10 s stall limit.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../../src/kv/store.ts";
@@ -32,6 +32,7 @@ interface Run {
   received: LoadedSnapshot | null;
   finished: boolean[];
   elapsedMs: number;
+  followerFiles: string[];
 }
 
 /**
@@ -39,13 +40,18 @@ interface Run {
  * message in order and return true to lose it. Ticks the sender every 50 ms,
  * as the runtime does, for at most `limitMs`.
  */
-async function transfer(dropChunk: (chunk: SnapshotChunk, n: number) => boolean, dropAck: (ack: SnapshotChunkAck, n: number) => boolean, limitMs: number): Promise<Run> {
+async function transfer(
+  dropChunk: (chunk: SnapshotChunk, n: number) => boolean,
+  dropAck: (ack: SnapshotChunkAck, n: number) => boolean,
+  limitMs: number,
+  refuse: () => string | null = () => null,
+): Promise<Run> {
   const store = new KvStore();
   for (let i = 0; i < 6000; i++) store.set(Buffer.from(`key-${i}`), new Uint8Array(1024).fill(i % 251));
   const leaderStore = openStore("n1");
   await leaderStore.take({ lastIndex: 10, lastTerm: 2, members: [] }, store, "cluster-a");
 
-  const run: Run = { received: null, finished: [], elapsedMs: 0 };
+  const run: Run = { received: null, finished: [], elapsedMs: 0, followerFiles: [] };
   let chunks = 0;
   let acks = 0;
   // Deliveries are asynchronous, as over a socket.
@@ -57,8 +63,10 @@ async function transfer(dropChunk: (chunk: SnapshotChunk, n: number) => boolean,
     onSendDone: (_to, ok) => run.finished.push(ok),
     onReceived: () => {},
     currentTerm: () => 2,
+    refuseSnapshot: () => null,
   });
-  const follower: SnapshotTransfers = new SnapshotTransfers("n2", openStore("n2"), silentLogger, {
+  const followerStore = openStore("n2");
+  const follower: SnapshotTransfers = new SnapshotTransfers("n2", followerStore, silentLogger, {
     send: (message) => {
       if (message.type !== "snapshotChunkAck" || dropAck(message, acks++)) return;
       queueMicrotask(() => leader.onAck(message));
@@ -68,6 +76,7 @@ async function transfer(dropChunk: (chunk: SnapshotChunk, n: number) => boolean,
       run.received = loaded;
     },
     currentTerm: () => 2,
+    refuseSnapshot: refuse,
   });
 
   const started = performance.now();
@@ -77,6 +86,7 @@ async function transfer(dropChunk: (chunk: SnapshotChunk, n: number) => boolean,
     leader.tick();
   }
   run.elapsedMs = performance.now() - started;
+  run.followerFiles = readdirSync(followerStore.dir);
   leader.close();
   follower.close();
   return run;
@@ -108,5 +118,12 @@ describe("snapshot transfer", () => {
     expect(run.received?.store.size).toBe(6000);
     expect(run.elapsedMs).toBeGreaterThan(900);
     expect(run.elapsedMs).toBeLessThan(2500);
+  });
+
+  test("refused when not needed", async () => {
+    const run = await transfer(() => false, () => false, 5000, () => "the follower already stores a snapshot at index 10");
+    expect(run.finished).toEqual([false]);
+    expect(run.received).toBeNull();
+    expect(run.followerFiles).toEqual([]);
   });
 });
