@@ -733,7 +733,7 @@ export class EchoNode {
   /** Sends the messages and advances the batches that waited for writer batch `seq`. */
   #onWriteDone(seq: number, ms: number): void {
     if (ms > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(ms) });
-    if (this.#stopped && this.#failed) return;
+    if (this.#failed) return;
     try {
       while (this.#awaitingWrite.length > 0 && this.#awaitingWrite[0].seq <= seq) {
         const batch = this.#awaitingWrite.shift()!;
