@@ -95,7 +95,8 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
 async function stopAll(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  console.error(`\n${signal}: stopping ${children.length} nodes`);
+  const running = children.filter((child) => child.exitCode === null);
+  console.error(`\n${signal}: stopping ${running.length} of ${children.length} nodes`);
   for (const child of children) child.kill("SIGTERM");
   await Promise.race([Promise.all(children.map((child) => child.exited)), Bun.sleep(5000)]);
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");

@@ -358,7 +358,12 @@ export const serveCommand = defineCommand({
     });
 
     await new Promise<void>((resolve) => {
+      let stopping = false;
+      // Ctrl+C in a terminal reaches every process of the group, and a
+      // supervisor may send SIGTERM as well: the first signal stops the node.
       const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
         logger.info("shutting down", { node: settings.nodeId, signal });
         stop().finally(resolve);
       };

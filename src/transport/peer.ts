@@ -6,7 +6,7 @@ import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
 import { parseHostPort } from "./address.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
-import { PROTOCOL_VERSION, parseReply } from "./handshake.ts";
+import { NOT_READY_REASON, PROTOCOL_VERSION, parseReply } from "./handshake.ts";
 import type { Hello } from "./handshake.ts";
 import { WriteQueue } from "./write-queue.ts";
 
@@ -224,7 +224,7 @@ export class OutboundPeer {
     attempt.handshakeTimer = null;
 
     if (this.#failureLogged) {
-      this.#logger.info("peer connection recovered", { failedAttempts: this.#failures });
+      this.#logger.info("peer connection recovered", { failed_attempts: this.#failures });
     } else {
       this.#logger.info("connected to peer");
     }
@@ -236,7 +236,10 @@ export class OutboundPeer {
   #onReject(attempt: Attempt, reason: string): void {
     if (reason !== this.#lastRejectReason) {
       this.#lastRejectReason = reason;
-      this.#logger.warn("peer rejected handshake", { reason });
+      // A peer that has not joined a cluster yet rejects everyone for a
+      // moment on every join: that is expected, not a warning.
+      if (reason === NOT_READY_REASON) this.#logger.info("peer rejected handshake", { reason });
+      else this.#logger.warn("peer rejected handshake", { reason });
       // The reject line replaces the warn line for the first failure of this run.
       this.#failureLogged = true;
     }
@@ -256,10 +259,10 @@ export class OutboundPeer {
       this.#failureLogged = true;
       this.#logger.warn(attempt.welcomed ? "peer connection lost" : "peer connection failed", {
         reason,
-        retryMs: delayMs,
+        retry_ms: delayMs,
       });
     } else {
-      this.#logger.debug("peer connection attempt failed", { reason, failedAttempts: this.#failures, retryMs: delayMs });
+      this.#logger.debug("peer connection attempt failed", { reason, failed_attempts: this.#failures, retry_ms: delayMs });
     }
     this.#retryTimer = setTimeout(() => this.#dial(), delayMs);
   }

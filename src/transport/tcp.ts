@@ -152,12 +152,12 @@ export class TcpTransport implements Transport {
     if (bodyBytes > this.#options.maxFrameBytes) {
       // The receiver would close the connection on this frame, and Raft would
       // resend it, so it is dropped here instead.
-      this.#logDrop("warn", "frame too large", msg, { bytes: bodyBytes, maxFrameBytes: this.#options.maxFrameBytes });
+      this.#logDrop("warn", "frame too large", msg, { bytes: bodyBytes, max_frame_bytes: this.#options.maxFrameBytes });
       return;
     }
 
     if (!peer.send(frame)) {
-      this.#logDrop("warn", "send buffer full", msg, { bytes: frame.length, bufferedBytes: peer.bufferedBytes });
+      this.#logDrop("warn", "send buffer full", msg, { bytes: frame.length, buffered_bytes: peer.bufferedBytes });
     }
   }
 

@@ -339,7 +339,7 @@ describe("TcpTransport lifecycle", () => {
     const b = await harness.start("b", { listenAddr: addr });
     b.transport.setPeers([{ id: "a", raftAddr: a.addr }]);
     const recovered = await waitForLog(a, "peer connection recovered");
-    expect(recovered).toMatch(/failedAttempts=\d+/);
+    expect(recovered).toMatch(/failed_attempts=\d+/);
     await sendUntilDelivered(a, b, heartbeat("a", "b"));
   });
 
