@@ -116,7 +116,7 @@ export class Acceptor {
       const suppressed = this.#limiter.check(`reject ${hello.from} ${reason}`);
       if (suppressed !== null) {
         const fields = { peer: hello.from, remote: socket.remoteAddress, reason, suppressed: suppressed > 0 ? suppressed : undefined };
-        // Until this node has joined a cluster it rejects every peer; that is expected, not a warning.
+        // Until this node has joined a cluster it rejects every peer, which is expected and not a warning.
         if (reason === NOT_READY_REASON) this.#logger.info("rejected peer handshake", fields);
         else this.#logger.warn("rejected peer handshake", fields);
       }
