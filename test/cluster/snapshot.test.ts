@@ -8,7 +8,7 @@
 import { describe, expect } from "bun:test";
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv, waitFor, type ClusterNode } from "../support/cluster.ts";
+import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
 import { RespClient } from "../../src/client/client.ts";
 
 installClusterHooks();
@@ -64,8 +64,10 @@ describe("snapshots", () => {
       await writeKeys(leader.clientAddr, "r", 1500);
       const follower = nodes.find((node) => node !== leader)!;
       await cluster.waitForValue(follower, "r1499", "v1499", 10_000);
-      // The snapshot file is written in the background, after the entries are applied.
-      await waitFor("a snapshot file on the follower", () => snapshotFiles(follower.dataDir).length > 0, { timeoutMs: 10_000 });
+      // The snapshot is written in the background after the entries are
+      // applied, and recorded in the database after its file is renamed.
+      await follower.waitForLog('msg="snapshot taken"', 10_000);
+      expect(snapshotFiles(follower.dataDir).length).toBeGreaterThan(0);
 
       await cluster.restart(follower, "ping");
       expect(follower.log()).toContain("loaded snapshot");
