@@ -569,7 +569,7 @@ export class RaftCore {
     }
   }
 
-  #sendHeartbeat(to: NodeId): void {
+  #sendHeartbeat(to: NodeId, quiet = false): void {
     const pr = this.#progress.get(to);
     if (!pr) return;
     const message: HeartbeatRequest = {
@@ -581,6 +581,7 @@ export class RaftCore {
       commitIndex: Math.min(pr.match, this.#commitIndex),
       readRound: this.#readRound,
     };
+    if (quiet) message.quiet = true;
     pr.commitSent = Math.max(pr.commitSent, message.commitIndex);
     this.#send(message);
   }
@@ -738,7 +739,7 @@ export class RaftCore {
     for (const message of this.#messages) reached.add(message.to);
     for (const [id, pr] of this.#progress) {
       if (id === this.id || reached.has(id)) continue;
-      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id);
+      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id, true);
     }
   }
 
@@ -885,6 +886,7 @@ export class RaftCore {
   #handleHeartbeat(message: HeartbeatRequest): void {
     this.#becomeFollowerOf(message.from);
     this.#advanceFollowerCommit(Math.min(message.commitIndex, this.log.lastIndex()));
+    if (message.quiet) return;
     const response: HeartbeatResponse = {
       type: "heartbeatResponse",
       from: this.id,

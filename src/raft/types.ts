@@ -117,6 +117,11 @@ export interface HeartbeatRequest extends Envelope {
   commitIndex: number;
   /** Read-index round this heartbeat confirms; 0 when none is pending. */
   readRound: number;
+  /**
+   * Set on a heartbeat that only announces a new commit index. The follower
+   * sends no response to it, because the next periodic heartbeat gets one.
+   */
+  quiet?: boolean;
 }
 
 export interface HeartbeatResponse extends Envelope {

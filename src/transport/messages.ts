@@ -1,7 +1,7 @@
 // Structural validation of decoded peer frames against the Raft `Message`
 // union, so that malformed network input never reaches the Raft core.
 
-import type { Entry, EntryKind, Member, PeerMessage, Snapshot, SnapshotMeta } from "../raft/types.ts";
+import type { Entry, EntryKind, HeartbeatRequest, Member, PeerMessage, Snapshot, SnapshotMeta } from "../raft/types.ts";
 
 type MessageType = PeerMessage["type"];
 
@@ -185,13 +185,16 @@ function readMessage(object: Fields, type: MessageType): PeerMessage {
       return { ...envelope, type, snapshot: readSnapshot(object, "snapshot") };
     case "timeoutNow":
       return { ...envelope, type };
-    case "heartbeat":
-      return {
+    case "heartbeat": {
+      const heartbeat: HeartbeatRequest = {
         ...envelope,
         type,
         commitIndex: readIndex(object, "commitIndex", ""),
         readRound: readIndex(object, "readRound", ""),
       };
+      if (field(object, "quiet") !== undefined) heartbeat.quiet = readBoolean(object, "quiet", "");
+      return heartbeat;
+    }
     case "heartbeatResponse":
       return { ...envelope, type, readRound: readIndex(object, "readRound", "") };
     case "snapshotChunk":

@@ -34,6 +34,11 @@ describe("validateMessage", () => {
     }
   });
 
+  test("keeps a quiet heartbeat's flag", () => {
+    const value = mutated("heartbeat", ["quiet"], true);
+    expect(validateMessage(value)).toMatchObject({ type: "heartbeat", quiet: true });
+  });
+
   test("drops unknown fields", () => {
     const value = mutated("heartbeat", ["extra"], "x");
 
@@ -111,6 +116,13 @@ describe("validateMessage", () => {
       path: ["preVote"],
       value: "true",
       error: 'invalid vote message: preVote must be a boolean, got "true"',
+    },
+    {
+      name: "numeric quiet flag",
+      type: "heartbeat",
+      path: ["quiet"],
+      value: 1,
+      error: "invalid heartbeat message: quiet must be a boolean, got 1",
     },
     {
       name: "missing granted",
