@@ -11,7 +11,7 @@
 //      and every earlier one are durable, then leaves in order;
 //   4. committed entries are applied and waiting clients get their replies:
 //      a majority has them on disk, whether or not this node has yet;
-//   5. advance() tells the core the batch is durable, once it is.
+//   5. advance() reports the batch durable to the core, once it is.
 
 import { randomUUID } from "node:crypto";
 import { encodeCommand, type KvCommand } from "../kv/command.ts";
@@ -223,7 +223,7 @@ export class EchoNode {
       },
       onReceived: (from, term, received) => this.#onSnapshotReceived(from, term, received),
       currentTerm: () => this.#core.term,
-      refuseSnapshot: (meta) => this.#refuseSnapshot(meta),
+      snapshotNotNeeded: (meta) => this.#snapshotNotNeeded(meta),
     });
   }
 
@@ -878,7 +878,7 @@ export class EchoNode {
   }
 
   /** Returns why an incoming snapshot ending at `meta` is not needed here, or null when it is. */
-  #refuseSnapshot(meta: SnapshotMeta): string | null {
+  #snapshotNotNeeded(meta: SnapshotMeta): string | null {
     const missing = this.#missingState;
     if (missing && !missing.snapshot) return null;
     if (this.#snapshots.newest()?.meta.lastIndex === meta.lastIndex) {

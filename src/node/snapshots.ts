@@ -210,7 +210,7 @@ export interface TransferHooks {
   onReceived: (from: NodeId, term: number, loaded: LoadedSnapshot) => void;
   currentTerm: () => number;
   /** Returns why this node does not need a snapshot ending at `meta`, or null when it does. */
-  refuseSnapshot: (meta: SnapshotMeta) => string | null;
+  snapshotNotNeeded: (meta: SnapshotMeta) => string | null;
 }
 
 /**
@@ -362,9 +362,9 @@ export class SnapshotTransfers {
       }
       // A second snapshot at an index already stored would be renamed over
       // that file, whose recorded checksum is of other bytes.
-      const refusal = this.#hooks.refuseSnapshot(chunk.meta);
-      if (refusal !== null) {
-        ack(0, false, refusal);
+      const notNeeded = this.#hooks.snapshotNotNeeded(chunk.meta);
+      if (notNeeded !== null) {
+        ack(0, false, notNeeded);
         return;
       }
       this.#abortIncoming();

@@ -730,8 +730,8 @@ export class RaftCore {
   }
 
   /**
-   * Sends a heartbeat to every follower that holds entries committed since
-   * it last heard the commit index, unless it gets a message in this batch
+   * Sends a heartbeat to every follower that has entries committed since it
+   * last received the commit index, unless it gets a message in this batch
    * anyway, so that local reads there catch up at once.
    */
   #announceCommit(): void {

@@ -12,14 +12,12 @@
 //   where a string or bytes field is a u32 length then the bytes, and a
 //   string length of 0xffffffff stands for null.
 
-import type { Entry, EntryKind, HardState, Member } from "../raft/types.ts";
-import type { StorageWrite } from "./sqlite.ts";
+import type { Entry, HardState, Member } from "../raft/types.ts";
+import { KIND_CODES, KINDS_BY_CODE, type StorageWrite } from "./sqlite.ts";
 
 const HAS_HARD_STATE = 1;
 const HAS_TRUNCATION = 2;
 const NULL_LENGTH = 0xffff_ffff;
-const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
-const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();

@@ -1,8 +1,8 @@
 // The log writer's thread: commits the write batches the node sends, in the
 // order they arrive, each in one SQLite transaction on its own connection.
 // Between batches it compacts the stored log, COMPACT_STEP_ROWS rows per
-// transaction. It reports each finished batch twice: through shared memory, for a node
-// thread that waits for it, and with a message, for one that does not.
+// transaction. It reports each finished batch twice: through shared memory
+// for a node thread that waits for it, and with a message for one that does not.
 
 import type { Database } from "bun:sqlite";
 import type { SnapshotMeta } from "../raft/types.ts";

@@ -20,8 +20,9 @@ const SCHEMA_VERSION = 1;
  */
 const BUSY_TIMEOUT_MS = 10_000;
 
-const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
-const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
+/** Codes of entry kinds as stored in the log table and in log writer batches. */
+export const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
+export const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
 
 /** Raised when a data directory cannot be used; the message gives the reason and the fix. */
 export class StorageError extends Error {

@@ -26,6 +26,15 @@ export interface Reject {
 /** Reason sent while the acceptor has not learned its cluster id yet. */
 export const NOT_READY_REASON = "not ready";
 
+/**
+ * Returns the log level of a rejected handshake. A node that has not joined
+ * a cluster yet rejects every peer for a moment during each join, which is
+ * expected, so only other reasons are warnings.
+ */
+export function rejectionLogLevel(reason: string): "info" | "warn" {
+  return reason === NOT_READY_REASON ? "info" : "warn";
+}
+
 function isFields(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }

@@ -7,7 +7,7 @@ import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
 import type { PeerMessage } from "../raft/types.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
-import { checkHello, NOT_READY_REASON, parseHello } from "./handshake.ts";
+import { checkHello, parseHello, rejectionLogLevel } from "./handshake.ts";
 import type { Reject, Welcome } from "./handshake.ts";
 import { LogLimiter } from "./log-limiter.ts";
 import { validateMessage } from "./messages.ts";
@@ -115,10 +115,12 @@ export class Acceptor {
     if (reason !== null) {
       const suppressed = this.#limiter.check(`reject ${hello.from} ${reason}`);
       if (suppressed !== null) {
-        const fields = { peer: hello.from, remote: socket.remoteAddress, reason, suppressed: suppressed > 0 ? suppressed : undefined };
-        // Until this node has joined a cluster it rejects every peer, which is expected and not a warning.
-        if (reason === NOT_READY_REASON) this.#logger.info("rejected peer handshake", fields);
-        else this.#logger.warn("rejected peer handshake", fields);
+        this.#logger[rejectionLogLevel(reason)]("rejected peer handshake", {
+          peer: hello.from,
+          remote: socket.remoteAddress,
+          reason,
+          suppressed: suppressed > 0 ? suppressed : undefined,
+        });
       }
       const reject: Reject = { type: "reject", reason };
       this.#close(socket, encodeFrame(reject));

@@ -6,7 +6,7 @@ import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
 import { parseHostPort } from "./address.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
-import { NOT_READY_REASON, PROTOCOL_VERSION, parseReply } from "./handshake.ts";
+import { PROTOCOL_VERSION, parseReply, rejectionLogLevel } from "./handshake.ts";
 import type { Hello } from "./handshake.ts";
 import { WriteQueue } from "./write-queue.ts";
 
@@ -236,10 +236,7 @@ export class OutboundPeer {
   #onReject(attempt: Attempt, reason: string): void {
     if (reason !== this.#lastRejectReason) {
       this.#lastRejectReason = reason;
-      // A peer that has not joined a cluster yet rejects everyone for a
-      // moment on every join: that is expected, not a warning.
-      if (reason === NOT_READY_REASON) this.#logger.info("peer rejected handshake", { reason });
-      else this.#logger.warn("peer rejected handshake", { reason });
+      this.#logger[rejectionLogLevel(reason)]("peer rejected handshake", { reason });
       // The reject line replaces the warn line for the first failure of this run.
       this.#failureLogged = true;
     }

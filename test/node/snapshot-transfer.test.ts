@@ -44,7 +44,7 @@ async function transfer(
   dropChunk: (chunk: SnapshotChunk, n: number) => boolean,
   dropAck: (ack: SnapshotChunkAck, n: number) => boolean,
   limitMs: number,
-  refuse: () => string | null = () => null,
+  notNeeded: () => string | null = () => null,
 ): Promise<Run> {
   const store = new KvStore();
   for (let i = 0; i < 6000; i++) store.set(Buffer.from(`key-${i}`), new Uint8Array(1024).fill(i % 251));
@@ -63,7 +63,7 @@ async function transfer(
     onSendDone: (_to, ok) => run.finished.push(ok),
     onReceived: () => {},
     currentTerm: () => 2,
-    refuseSnapshot: () => null,
+    snapshotNotNeeded: () => null,
   });
   const followerStore = openStore("n2");
   const follower: SnapshotTransfers = new SnapshotTransfers("n2", followerStore, silentLogger, {
@@ -76,7 +76,7 @@ async function transfer(
       run.received = loaded;
     },
     currentTerm: () => 2,
-    refuseSnapshot: refuse,
+    snapshotNotNeeded: notNeeded,
   });
 
   const started = performance.now();
@@ -120,7 +120,7 @@ describe("snapshot transfer", () => {
     expect(run.elapsedMs).toBeLessThan(2500);
   });
 
-  test("refused when not needed", async () => {
+  test("rejected when not needed", async () => {
     const run = await transfer(() => false, () => false, 5000, () => "the follower already stores a snapshot at index 10");
     expect(run.finished).toEqual([false]);
     expect(run.received).toBeNull();

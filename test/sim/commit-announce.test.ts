@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 
 import type { RaftCore } from "../../src/raft/core.ts";
 import type { Message } from "../../src/raft/types.ts";
-import { configEntry, createCore, exchange, voters } from "./scripted.ts";
+import { electFirst, exchange } from "./scripted.ts";
 
 /** Takes every ready batch of `core` as if its writes finished at once, and returns the messages. */
 function drain(core: RaftCore): Message[] {
@@ -22,14 +22,8 @@ function drain(core: RaftCore): Message[] {
 
 describe("commit announcement", () => {
   test("reaches a follower that acknowledged late", () => {
-    const hardState = { term: 1, votedFor: null, commitIndex: 1 };
-    const ids = ["n1", "n2", "n3"];
-    const cores = new Map<string, RaftCore>(ids.map((id, i) => [id, createCore(id, [configEntry(voters(ids))], hardState, i + 1)]));
-    const [n1, n2, n3] = ids.map((id) => cores.get(id)!);
-    for (let tick = 0; tick < 100 && n1.role !== "leader"; tick++) {
-      n1.tick();
-      exchange(cores);
-    }
+    const cores = electFirst(["n1", "n2", "n3"]);
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cores.get(id)!);
     expect(n1.role).toBe("leader");
     expect(n1.propose(new Uint8Array([1])).ok).toBe(true);
     exchange(cores);
@@ -49,7 +43,7 @@ describe("commit announcement", () => {
     expect(n2.commitIndex).toBe(index);
     expect(n3.commitIndex).toBeLessThan(index);
 
-    // n3's acknowledgement arrives: the leader tells it the commit index.
+    // n3's acknowledgement arrives, and the leader sends it the commit index.
     for (const message of fromN3) n1.step(message);
     const toN3 = drain(n1).filter((message) => message.to === "n3");
     expect(toN3.map((message) => message.type)).toEqual(["heartbeat"]);

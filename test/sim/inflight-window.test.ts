@@ -5,24 +5,16 @@
 import { describe, expect, test } from "bun:test";
 
 import { DEFAULT_RAFT_CONFIG } from "../../src/raft/config.ts";
-import type { RaftCore } from "../../src/raft/core.ts";
 import type { Message } from "../../src/raft/types.ts";
-import { configEntry, createCore, exchange, voters } from "./scripted.ts";
+import { electFirst, exchange } from "./scripted.ts";
 
 const ENTRY_BYTES = 300 * 1024;
 const WINDOW_BYTES = 4 << 20;
 
 describe("in-flight window", () => {
   test("bounds bytes to a silent follower", () => {
-    const config = { ...DEFAULT_RAFT_CONFIG, maxInflightBytes: WINDOW_BYTES };
-    const hardState = { term: 1, votedFor: null, commitIndex: 1 };
-    const ids = ["n1", "n2", "n3"];
-    const cores = new Map<string, RaftCore>(ids.map((id, i) => [id, createCore(id, [configEntry(voters(ids))], hardState, i + 1, config)]));
+    const cores = electFirst(["n1", "n2", "n3"], { ...DEFAULT_RAFT_CONFIG, maxInflightBytes: WINDOW_BYTES });
     const n1 = cores.get("n1")!;
-    for (let tick = 0; tick < 100 && n1.role !== "leader"; tick++) {
-      n1.tick();
-      exchange(cores);
-    }
     expect(n1.role).toBe("leader");
     // One committed entry with everyone connected puts both followers in the replicating state.
     expect(n1.propose(new Uint8Array([1])).ok).toBe(true);

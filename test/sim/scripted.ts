@@ -60,3 +60,19 @@ export function exchange(
     }
   }
 }
+
+/**
+ * Creates one core per id, all voters of the same configuration, and ticks
+ * the first until it leads (at most 100 ticks). The caller checks its role.
+ */
+export function electFirst(ids: string[], config: RaftConfig = DEFAULT_RAFT_CONFIG): Map<string, RaftCore> {
+  const hardState = { term: 1, votedFor: null, commitIndex: 1 };
+  const entries = [configEntry(voters(ids))];
+  const cores = new Map<string, RaftCore>(ids.map((id, i) => [id, createCore(id, entries, hardState, i + 1, config)]));
+  const first = cores.get(ids[0])!;
+  for (let tick = 0; tick < 100 && first.role !== "leader"; tick++) {
+    first.tick();
+    exchange(cores);
+  }
+  return cores;
+}

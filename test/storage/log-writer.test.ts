@@ -49,6 +49,16 @@ function openWriter(storage: SqliteStorage): { writer: LogWriter; seen: Recorder
   return { writer, seen };
 }
 
+/**
+ * Makes the next log write fail. A second connection holding the write lock
+ * past the busy timeout would take ten seconds, and a dropped table fails at once.
+ */
+function dropLogTable(storage: SqliteStorage): void {
+  const other = new Database(storage.path);
+  other.exec("DROP TABLE log");
+  other.close();
+}
+
 async function until(condition: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!condition()) {
@@ -147,11 +157,7 @@ describe("log writer", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
-    // A second connection holding the write lock past the busy timeout would
-    // take ten seconds; a dropped table fails at once.
-    const other = new Database(storage.path);
-    other.exec("DROP TABLE log");
-    other.close();
+    dropLogTable(storage);
     writer.write(entriesWrite([command(1, 1)]));
     await until(() => seen.errors.length > 0, "the failure");
     expect(seen.errors[0]).toBeInstanceOf(StorageError);
@@ -167,9 +173,7 @@ describe("log writer", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
-    const other = new Database(storage.path);
-    other.exec("DROP TABLE log");
-    other.close();
+    dropLogTable(storage);
     writer.write(entriesWrite([command(1, 1)]));
     expect(() => writer.drain()).toThrow("no such table");
     expect(seen.errors.length).toBe(1);
