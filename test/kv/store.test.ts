@@ -96,6 +96,23 @@ describe("KvStore", () => {
     for (let i = 0; i < 10_000; i += 997) expect(store.get(bytes(`key:${i}`))![0]).toBe(19);
   });
 
+  test("random overwrites stay near loaded size", () => {
+    const store = new KvStore();
+    const next = random(7);
+    const keys = 50_000;
+    const value = new Uint8Array(100);
+    for (let i = 0; i < keys; i++) store.set(bytes(`key:${i}`), value);
+    const loaded = store.memoryBytes;
+    let peak = 0;
+    for (let i = 0; i < 20 * keys; i++) {
+      store.set(bytes(`key:${Math.floor(next() * keys)}`), value);
+      if (i % 1000 === 0) peak = Math.max(peak, store.memoryBytes);
+    }
+    expect(store.size).toBe(keys);
+    // Emptying pages only once half dead let memory reach about 1.5x the loaded size.
+    expect(peak / loaded).toBeLessThan(1.3);
+  });
+
   test("deleting everything releases memory", () => {
     const store = new KvStore();
     for (let i = 0; i < 50_000; i++) store.set(bytes(`key:${i}`), new Uint8Array(64));
