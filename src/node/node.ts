@@ -303,6 +303,10 @@ export class EchoNode {
       onDone: (seq, ms) => this.#onWriteDone(seq, ms),
       onCompacted: (index) => this.#logger.info("stored log compacted", { to: index }),
       onError: (err) => this.#fail(err),
+      writeInline: (write) => this.#storage.write(write),
+      onInlineWrite: (ms) => {
+        if (ms > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(ms) });
+      },
     });
     // Writes on the node's own connection (snapshots, cluster id) first wait
     // for the writer, so the two connections never interleave.
@@ -783,9 +787,14 @@ export class EchoNode {
     return true;
   }
 
-  /** Hands `write` to the log writer, or writes it at once before the node has started. */
+  /**
+   * Hands `write` to the log writer, or writes it at once before the node
+   * has started. A leader keeps its writes on the writer's thread, so that
+   * it takes requests and acknowledgements during its fsync. Other roles
+   * have nothing to do meanwhile and let the writer make them at once.
+   */
   #write(write: StorageWrite): void {
-    if (this.#writer) this.#lastWriteSeq = this.#writer.write(write);
+    if (this.#writer) this.#lastWriteSeq = this.#writer.write(write, this.#core.role !== "leader");
     else this.#storage.write(write);
   }
 

@@ -1,7 +1,9 @@
 // The log writer thread against real SQLite files. Batches reach the
 // database in order, and writes queued while one is in flight share the
 // next transaction. drain() blocks until everything is durable, and a
-// failure reaches the node instead of being lost.
+// failure reaches the node instead of being lost. Given the caller's
+// connection, a write marked inline that finds the thread idle is made at
+// once, until a write is slow.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -10,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Entry, Member } from "../../src/raft/types.ts";
 import { decodeWrites, encodeWrites } from "../../src/storage/batch-codec.ts";
-import { LogWriter } from "../../src/storage/log-writer.ts";
+import { INLINE_WRITE_MAX_MS, LogWriter } from "../../src/storage/log-writer.ts";
 import { BatchWriter, SqliteStorage, StorageError, type StorageWrite } from "../../src/storage/sqlite.ts";
 
 const dirs: string[] = [];
@@ -39,12 +41,28 @@ interface Recorder {
   compacted: number[];
 }
 
-function openWriter(storage: SqliteStorage): { writer: LogWriter; seen: Recorder } {
-  const seen: Recorder = { done: [], errors: [], compacted: [] };
+interface InlineRecorder extends Recorder {
+  /** Duration of each write made on the caller's connection. */
+  inline: number[];
+  /** Duration of each batch the thread finished. */
+  threadMs: number[];
+}
+
+/** Opens a writer; with `writeInline`, inline writes that find the thread idle are made there. */
+function openWriter(
+  storage: SqliteStorage,
+  writeInline?: (write: StorageWrite) => void,
+): { writer: LogWriter; seen: InlineRecorder } {
+  const seen: InlineRecorder = { done: [], errors: [], compacted: [], inline: [], threadMs: [] };
   const writer = new LogWriter(storage.path, {
-    onDone: (seq) => seen.done.push(seq),
+    onDone: (seq, ms) => {
+      seen.done.push(seq);
+      seen.threadMs.push(ms);
+    },
     onCompacted: (index) => seen.compacted.push(index),
     onError: (err) => seen.errors.push(err),
+    writeInline,
+    onInlineWrite: (ms) => seen.inline.push(ms),
   });
   return { writer, seen };
 }
@@ -165,6 +183,83 @@ describe("log writer", () => {
     expect(seen.errors[0].message).toContain("no such table");
     expect(() => writer.write(entriesWrite([command(2, 1)]))).toThrow("log write failed");
     expect(() => writer.drain()).toThrow("log write failed");
+    writer.close();
+    storage.close();
+  });
+
+  test("inline write while idle", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage, (write) => storage.write(write));
+    writer.drain();
+    const reader = new Database(storage.path, { readonly: true });
+    const count = () => reader.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM log").get()?.n;
+    for (let index = 1; index <= 20; index++) {
+      const before = seen.inline.length;
+      const seq = writer.write(entriesWrite([command(index, 1)]), true);
+      if (seen.inline.length > before) {
+        // Made at once: durable and visible before write() returned.
+        expect(writer.isDone(seq)).toBe(true);
+        expect(count()).toBe(index);
+      } else {
+        // The previous write was slow, so this one went to the thread.
+        await until(() => writer.isDone(seq), `batch ${seq}`);
+      }
+    }
+    reader.close();
+    // The first write found the thread idle and no slow write before it.
+    expect(seen.inline.length).toBeGreaterThan(0);
+
+    // Without `inline`, a write goes to the thread even when it is idle.
+    const inlineBefore = seen.inline.length;
+    const queued = writer.write(entriesWrite([command(21, 1)]));
+    expect(writer.isDone(queued)).toBe(false);
+    writer.drain();
+    expect(seen.inline.length).toBe(inlineBefore);
+    writer.close();
+    expect(storage.load().entries.map((entry) => entry.index)).toEqual([...Array(21).keys()].map((i) => i + 1));
+    storage.close();
+  });
+
+  test("slow write moves writes to the thread", async () => {
+    const storage = newStorage();
+    const slowWrite = (write: StorageWrite) => {
+      Bun.sleepSync(INLINE_WRITE_MAX_MS + 1);
+      storage.write(write);
+    };
+    const { writer, seen } = openWriter(storage, slowWrite);
+    writer.drain();
+    expect(writer.isDone(writer.write(entriesWrite([command(1, 1)]), true))).toBe(true);
+    expect(seen.inline.length).toBe(1);
+
+    // The slow write sends the next one to the thread.
+    const threaded = writer.write(entriesWrite([command(2, 1)]), true);
+    expect(writer.isDone(threaded)).toBe(false);
+    await until(() => writer.isDone(threaded), "the thread's batch");
+    expect(seen.inline.length).toBe(1);
+
+    // A fast batch on the thread brings writes back to the caller; a slow one keeps them there.
+    const third = writer.write(entriesWrite([command(3, 1)]), true);
+    if (seen.threadMs.at(-1)! < INLINE_WRITE_MAX_MS) {
+      expect(writer.isDone(third)).toBe(true);
+      expect(seen.inline.length).toBe(2);
+    } else {
+      expect(seen.inline.length).toBe(1);
+    }
+    writer.drain();
+    writer.close();
+    expect(storage.load().entries.map((entry) => entry.index)).toEqual([1, 2, 3]);
+    storage.close();
+  });
+
+  test("failed inline write is reported", () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage, (write) => storage.write(write));
+    writer.drain();
+    dropLogTable(storage);
+    expect(() => writer.write(entriesWrite([command(1, 1)]), true)).toThrow("no such table");
+    expect(seen.errors.length).toBe(1);
+    expect(seen.errors[0].message).toContain("log write failed");
+    expect(() => writer.write(entriesWrite([command(2, 1)]), true)).toThrow("log write failed");
     writer.close();
     storage.close();
   });
