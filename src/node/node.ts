@@ -789,12 +789,18 @@ export class EchoNode {
 
   /**
    * Hands `write` to the log writer, or writes it at once before the node
-   * has started. A leader keeps its writes on the writer's thread, so that
-   * it takes requests and acknowledgements during its fsync. Other roles
-   * have nothing to do meanwhile and let the writer make them at once.
+   * has started. A follower has nothing to do during its fsync and lets the
+   * writer make the write at once. So does a leader for a batch of at most
+   * one entry, as no other request arrived in the same turn. A larger batch
+   * goes to the writer's thread, so that the leader takes requests and
+   * acknowledgements during its fsync. In redis-benchmark runs, writing
+   * every leader batch at once cost about 4% of SET throughput at 64 in
+   * flight, and writing single entries at once cut sequential SET's leader
+   * CPU by about 20% with no loss at 64 in flight.
    */
   #write(write: StorageWrite): void {
-    if (this.#writer) this.#lastWriteSeq = this.#writer.write(write, this.#core.role !== "leader");
+    const inline = this.#core.role !== "leader" || write.entries.length <= 1;
+    if (this.#writer) this.#lastWriteSeq = this.#writer.write(write, inline);
     else this.#storage.write(write);
   }
 

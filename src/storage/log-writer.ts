@@ -11,7 +11,7 @@
 // queued, and each queued write learns the sequence number of the batch that
 // carries it, so the node can hold back what depends on that write.
 //
-// A caller that has nothing to do during its fsync, such as a follower whose
+// A caller that has little to do during its fsync, such as a follower whose
 // acknowledgement waits for the write, may ask for a write to be made at
 // once on its own connection. That happens while the disk is fast and the
 // thread idle. Handing a batch over and back wakes two threads. On a 2-core
