@@ -19,7 +19,9 @@
 // in flight and by 20 to 28% for sequential SETs (redis-benchmark). Once a
 // write takes INLINE_WRITE_MAX_MS or longer, writes go to the thread until
 // one is fast again. A slow disk then stalls the event loop for one write
-// now and then instead of for every write.
+// now and then instead of for every write. Writes also go to the thread
+// while it compacts: a write at once would wait for the database lock that
+// a compaction step holds, and SQLite's busy handler sleeps 1 ms or more.
 
 import { LOG_WRITER_WORKER_URL } from "../worker-urls.ts";
 import { encodeWrites } from "./batch-codec.ts";
@@ -79,6 +81,8 @@ export class LogWriter {
   #submittedAt = 0;
   /** Duration of the newest finished write, in ms, wherever it was made. */
   #lastWriteMs = 0;
+  /** Index the thread is compacting the stored log to, or 0 when it is not compacting. */
+  #compactingTo = 0;
 
   constructor(databasePath: string, handlers: LogWriterHandlers) {
     this.#handlers = handlers;
@@ -111,7 +115,8 @@ export class LogWriter {
     if (this.#error) throw this.#error;
     if (this.#closed) throw new StorageError("the log writer is closed");
     const writeInline = this.#handlers.writeInline;
-    if (inline && writeInline && !this.busy && this.#queued.length === 0 && this.#lastWriteMs < INLINE_WRITE_MAX_MS) {
+    const threadIdle = !this.busy && this.#queued.length === 0 && this.#compactingTo === 0;
+    if (inline && writeInline && threadIdle && this.#lastWriteMs < INLINE_WRITE_MAX_MS) {
       const started = performance.now();
       try {
         writeInline(write);
@@ -131,6 +136,7 @@ export class LogWriter {
   /** Deletes the stored log up to `meta` in the background, a few hundred rows at a time. */
   compact(meta: SnapshotMeta): void {
     if (this.#error || this.#closed) return;
+    this.#compactingTo = Math.max(this.#compactingTo, meta.lastIndex);
     this.#post({ type: "compact", meta });
   }
 
@@ -190,7 +196,10 @@ export class LogWriter {
 
   #onReply(reply: WorkerReply): void {
     if (reply.type === "failed") this.#setError(reply.message);
-    else if (reply.type === "compacted") this.#handlers.onCompacted(reply.index);
+    else if (reply.type === "compacted") {
+      if (reply.index >= this.#compactingTo) this.#compactingTo = 0;
+      this.#handlers.onCompacted(reply.index);
+    }
     else if (reply.type === "done" && reply.seq > this.#completed && !this.#error) this.#complete(reply.seq);
   }
 

@@ -251,6 +251,38 @@ describe("log writer", () => {
     storage.close();
   });
 
+  test("compaction sends inline writes to the thread", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage, (write) => storage.write(write));
+    storage.beforeWrite = () => writer.drain();
+    storage.compactor = (meta) => writer.compact(meta);
+    for (let first = 1; first <= 3000; first += 100) {
+      writer.write(entriesWrite(Array.from({ length: 100 }, (_, i) => command(first + i, 1))));
+    }
+    writer.drain();
+    // Small writes until one is made at once, which needs the write before it to have been fast.
+    let index = 3000;
+    for (let attempt = 0; attempt < 20 && seen.inline.length === 0; attempt++) {
+      const seq = writer.write(entriesWrite([command(++index, 1)]), true);
+      await until(() => writer.isDone(seq), `write ${index}`);
+    }
+    expect(seen.inline.length).toBeGreaterThan(0);
+
+    const snapshot = (at: number) => ({ meta: { lastIndex: at, lastTerm: 1, members: [] }, file: `${at}.snap`, bytes: 1, checksum: 1 });
+    storage.recordSnapshot(snapshot(2500));
+    storage.recordSnapshot(snapshot(2900));
+    // The thread is compacting to 2500: an inline write would wait for its lock, so it is queued instead.
+    const inlineBefore = seen.inline.length;
+    const during = writer.write(entriesWrite([command(++index, 1)]), true);
+    expect(writer.isDone(during)).toBe(false);
+    await until(() => seen.compacted.length > 0, "compaction to index 2500");
+    await until(() => writer.isDone(during), "the write queued during compaction");
+    expect(seen.inline.length).toBe(inlineBefore);
+    writer.close();
+    expect(storage.load().entries.at(-1)?.index).toBe(index);
+    storage.close();
+  });
+
   test("failed inline write is reported", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage, (write) => storage.write(write));
