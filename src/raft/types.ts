@@ -21,6 +21,11 @@ export interface Member {
 
 export type EntryKind = "command" | "config" | "noop";
 
+/** Code of each entry kind in the log table, in log writer batches and in peer frames. */
+export const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
+/** Entry kinds by their number in KIND_CODES. */
+export const KINDS_BY_CODE: readonly EntryKind[] = ["command", "config", "noop"];
+
 /**
  * One log entry. `data` is opaque to the core for commands. A config entry
  * carries the complete new member list, which takes effect as soon as the

@@ -13,7 +13,8 @@
 //   string length of 0xffffffff stands for null.
 
 import type { Entry, HardState, Member } from "../raft/types.ts";
-import { KIND_CODES, KINDS_BY_CODE, type StorageWrite } from "./sqlite.ts";
+import { KIND_CODES, KINDS_BY_CODE } from "../raft/types.ts";
+import type { StorageWrite } from "./sqlite.ts";
 
 const HAS_HARD_STATE = 1;
 const HAS_TRUNCATION = 2;

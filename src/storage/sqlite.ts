@@ -7,7 +7,8 @@ import { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { Entry, EntryKind, HardState, Member, SnapshotMeta } from "../raft/types.ts";
+import { KIND_CODES, KINDS_BY_CODE } from "../raft/types.ts";
+import type { Entry, HardState, Member, SnapshotMeta } from "../raft/types.ts";
 
 export const DATABASE_FILE = "echokv.db";
 const SCHEMA_VERSION = 1;
@@ -19,10 +20,6 @@ const SCHEMA_VERSION = 1;
  * waiting, when the other connection wrote in between.
  */
 const BUSY_TIMEOUT_MS = 10_000;
-
-/** Codes of entry kinds as stored in the log table and in log writer batches. */
-export const KIND_CODES: Record<EntryKind, number> = { command: 0, config: 1, noop: 2 };
-export const KINDS_BY_CODE: EntryKind[] = ["command", "config", "noop"];
 
 /** Raised when a data directory cannot be used; the message gives the reason and the fix. */
 export class StorageError extends Error {

@@ -2,7 +2,8 @@
 // frame. The acceptor replies `welcome` and then only reads, or replies
 // `reject` and closes the connection.
 
-export const PROTOCOL_VERSION = 1;
+/** Version 2 frames log entries as arrays instead of maps. */
+export const PROTOCOL_VERSION = 2;
 
 export interface Hello {
   type: "hello";

@@ -1,7 +1,8 @@
 // Structural validation of decoded peer frames against the Raft `Message`
 // union, so that malformed network input never reaches the Raft core.
 
-import type { Entry, EntryKind, HeartbeatRequest, Member, PeerMessage, Snapshot, SnapshotMeta } from "../raft/types.ts";
+import { KINDS_BY_CODE, KIND_CODES } from "../raft/types.ts";
+import type { Entry, HeartbeatRequest, Member, PeerMessage, Snapshot, SnapshotMeta } from "../raft/types.ts";
 
 type MessageType = PeerMessage["type"];
 
@@ -103,22 +104,41 @@ function readMembers(object: Fields, name: string, path: string): Member[] {
   return readArray(object, name, path).map((member, i) => readMember(member, `${membersPath}[${i}]`));
 }
 
-const ENTRY_KINDS: readonly EntryKind[] = ["command", "config", "noop"];
+// On the wire an entry is an array, [index, term, kind code, data], with the
+// members of a configuration entry as a fifth element. cborg encodes each
+// map through sorted key tokens, which makes maps slow. In a Bun loop of
+// 100,000 appends of 10 entries, encoding took 15.6 to 20.0 µs with entries
+// as maps and 9.2 to 10.1 µs as arrays. Decoding took 7.9 to 8.7 µs and 3.0 µs.
+const KIND_CHOICES = KINDS_BY_CODE.map((kind, code) => `${code} (${kind})`).join(", ");
+
+/** Returns `msg` as it is framed: the entries of an append become arrays. */
+export function toWireMessage(msg: PeerMessage): unknown {
+  if (msg.type !== "append") return msg;
+  return { ...msg, entries: msg.entries.map(toWireEntry) };
+}
+
+function toWireEntry(entry: Entry): unknown[] {
+  const fields: unknown[] = [entry.index, entry.term, KIND_CODES[entry.kind], entry.data];
+  if (entry.members !== undefined) fields.push(entry.members);
+  return fields;
+}
 
 function readEntry(value: unknown, path: string): Entry {
-  const object = readFields(value, path);
-  const kind = field(object, "kind");
-  if (!ENTRY_KINDS.includes(kind as EntryKind)) {
-    throw new ShapeError(join(path, "kind"), `one of ${ENTRY_KINDS.join(", ")}`, kind);
+  if (!Array.isArray(value) || (value.length !== 4 && value.length !== 5)) {
+    throw new ShapeError(path, "an array of 4 or 5 fields", value);
   }
+  const [index, term, code, data, members] = value;
+  const fields: Fields = { index, term, data };
+  const kind = typeof code === "number" ? KINDS_BY_CODE[code] : undefined;
+  if (kind === undefined) throw new ShapeError(join(path, "kind"), `one of ${KIND_CHOICES}`, code);
 
   const entry: Entry = {
-    index: readIndex(object, "index", path),
-    term: readIndex(object, "term", path),
-    kind: kind as EntryKind,
-    data: readBytes(object, "data", path),
+    index: readIndex(fields, "index", path),
+    term: readIndex(fields, "term", path),
+    kind,
+    data: readBytes(fields, "data", path),
   };
-  if (field(object, "members") !== undefined) entry.members = readMembers(object, "members", path);
+  if (value.length === 5) entry.members = readMembers({ members }, "members", path);
   return entry;
 }
 

@@ -11,6 +11,7 @@ import { encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
 import { Acceptor } from "./inbound.ts";
 import type { InboundState } from "./inbound.ts";
 import { LogLimiter } from "./log-limiter.ts";
+import { toWireMessage } from "./messages.ts";
 import { OutboundPeer } from "./peer.ts";
 import type { PeerSettings } from "./peer.ts";
 import {
@@ -147,7 +148,7 @@ export class TcpTransport implements Transport {
     const peer = this.#peers.get(msg.to);
     if (peer === undefined || !peer.connected) return;
 
-    const frame = encodeFrame(msg);
+    const frame = encodeFrame(toWireMessage(msg));
     const bodyBytes = frame.length - FRAME_HEADER_BYTES;
     if (bodyBytes > this.#options.maxFrameBytes) {
       // The receiver would close the connection on this frame, and Raft would

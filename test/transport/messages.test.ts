@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { validateMessage } from "../../src/transport/messages.ts";
+import { toWireMessage, validateMessage } from "../../src/transport/messages.ts";
 import { sampleMessages } from "./fixtures.ts";
 
 type Path = (string | number)[];
@@ -8,14 +8,14 @@ type Path = (string | number)[];
 const REMOVE = Symbol("remove");
 
 /**
- * Returns a deep copy of the sample message of `type` whose field at `path`
- * is set to `value`, or deleted when `value` is REMOVE.
+ * Returns a deep copy of the sample message of `type`, in its wire form,
+ * whose field at `path` is set to `value`, or deleted when `value` is REMOVE.
  */
 function mutated(type: string, path: Path, value: unknown): unknown {
   const original = sampleMessages().find((msg) => msg.type === type);
   if (original === undefined) throw new Error(`no sample message of type ${type}`);
 
-  const copy: unknown = structuredClone(original);
+  const copy: unknown = structuredClone(toWireMessage(original));
   let parent = copy as Record<string | number, unknown>;
   for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
   const last = path[path.length - 1];
@@ -30,8 +30,16 @@ function mutated(type: string, path: Path, value: unknown): unknown {
 describe("validateMessage", () => {
   test("accepts each message type", () => {
     for (const msg of sampleMessages()) {
-      expect(validateMessage(structuredClone(msg))).toEqual(msg);
+      expect(validateMessage(structuredClone(toWireMessage(msg)))).toEqual(msg);
     }
+  });
+
+  test("frames entries as arrays", () => {
+    const append = sampleMessages().find((msg) => msg.type === "append")!;
+    const wire = toWireMessage(append) as { entries: unknown[] };
+    expect(wire.entries[0]).toEqual([5, 3, 0, new Uint8Array([1, 2, 3])]);
+    expect(wire.entries[1]).toHaveLength(5);
+    expect(wire.entries[2]).toEqual([7, 3, 2, new Uint8Array(0)]);
   });
 
   test("keeps a quiet heartbeat's flag", () => {
@@ -48,9 +56,10 @@ describe("validateMessage", () => {
   });
 
   test("accepts entries without members", () => {
-    const value = mutated("append", ["entries", 1, "members"], REMOVE);
+    const value = mutated("append", ["entries", 1], [6, 3, 1, new Uint8Array(0)]);
 
-    expect(typeof validateMessage(value)).toBe("object");
+    expect(validateMessage(value)).toMatchObject({ entries: [{}, { index: 6, kind: "config" }, {}] });
+    expect((validateMessage(value) as { entries: object[] }).entries[1]).not.toHaveProperty("members");
   });
 
   test("rejects values that are not maps", () => {
@@ -139,44 +148,65 @@ describe("validateMessage", () => {
       error: "invalid append message: entries must be an array, got a map",
     },
     {
-      name: "entry not a map",
+      name: "entry not an array",
       type: "append",
       path: ["entries", 2],
       value: 7,
-      error: "invalid append message: entries[2] must be a map, got 7",
+      error: "invalid append message: entries[2] must be an array of 4 or 5 fields, got 7",
+    },
+    {
+      name: "entry with three fields",
+      type: "append",
+      path: ["entries", 2],
+      value: [7, 3, 2],
+      error: "invalid append message: entries[2] must be an array of 4 or 5 fields, got an array",
     },
     {
       name: "unknown entry kind",
       type: "append",
-      path: ["entries", 0, "kind"],
-      value: "delete",
-      error: 'invalid append message: entries[0].kind must be one of command, config, noop, got "delete"',
+      path: ["entries", 0, 2],
+      value: 3,
+      error: "invalid append message: entries[0].kind must be one of 0 (command), 1 (config), 2 (noop), got 3",
+    },
+    {
+      name: "entry kind as text",
+      type: "append",
+      path: ["entries", 0, 2],
+      value: "command",
+      error: 'invalid append message: entries[0].kind must be one of 0 (command), 1 (config), 2 (noop), got "command"',
+    },
+    {
+      name: "negative entry index",
+      type: "append",
+      path: ["entries", 0, 0],
+      value: -1,
+      error: "invalid append message: entries[0].index must be a non-negative integer, got -1",
     },
     {
       name: "entry data as text",
       type: "append",
-      path: ["entries", 0, "data"],
+      path: ["entries", 0, 3],
       value: "abc",
       error: 'invalid append message: entries[0].data must be bytes, got "abc"',
     },
     {
       name: "entry data as array",
       type: "append",
-      path: ["entries", 0, "data"],
+      path: ["entries", 0, 3],
       value: [1, 2, 3],
       error: "invalid append message: entries[0].data must be bytes, got an array",
     },
     {
       name: "member without voter",
       type: "append",
-      path: ["entries", 1, "members", 1, "voter"],
+      path: ["entries", 1, 4, 1, "voter"],
       value: REMOVE,
       error: "invalid append message: entries[1].members[1].voter is missing, expected a boolean",
     },
     {
       name: "members not an array",
       type: "append",
-      path: ["entries", 1, "members"],
+      path: ["entries", 1, 4],
       value: null,
       error: "invalid append message: entries[1].members must be an array, got null",
     },

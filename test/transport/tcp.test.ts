@@ -4,6 +4,7 @@ import { silentLogger } from "../../src/log.ts";
 import type { PeerMessage } from "../../src/raft/types.ts";
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from "../../src/transport/frame.ts";
 import { DEFAULT_MAX_FRAME_BYTES, TcpTransport } from "../../src/transport/tcp.ts";
+import { PROTOCOL_VERSION } from "../../src/transport/handshake.ts";
 import { describeTransportContract } from "./contract.ts";
 import { waitUntil } from "./fixtures.ts";
 import { Harness, heartbeat, logLines, sendUntilDelivered, waitForLog } from "./harness.ts";
@@ -42,7 +43,7 @@ async function connectRaw(node: TestNode): Promise<RawClient> {
 }
 
 function hello(from: string, to: string, clusterId = "cluster-1"): Uint8Array {
-  return encodeFrame({ type: "hello", version: 1, clusterId, from, to });
+  return encodeFrame({ type: "hello", version: PROTOCOL_VERSION, clusterId, from, to });
 }
 
 describe("TcpTransport handshake", () => {
@@ -89,9 +90,11 @@ describe("TcpTransport handshake", () => {
     const client = await connectRaw(b);
     rawClients.push(client);
 
-    client.socket.write(encodeFrame({ type: "hello", version: 2, clusterId: "cluster-1", from: "a", to: "b" }));
+    client.socket.write(encodeFrame({ type: "hello", version: PROTOCOL_VERSION + 1, clusterId: "cluster-1", from: "a", to: "b" }));
     await waitUntil("connection closed", () => client.closed);
-    expect(client.frames).toEqual([{ type: "reject", reason: "unsupported protocol version: expected 1, got 2" }]);
+    expect(client.frames).toEqual([
+      { type: "reject", reason: `unsupported protocol version: expected ${PROTOCOL_VERSION}, got ${PROTOCOL_VERSION + 1}` },
+    ]);
   });
 
   test("waits for cluster id", async () => {
