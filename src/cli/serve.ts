@@ -153,12 +153,12 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
   let mode: "recover" | "bootstrap" | "join";
   if (settings.restore !== null && (storage.clusterId() !== null || settings.joinAddr !== null)) {
-    storage.close();
-    throw new UsageError(
+    const message =
       storage.clusterId() !== null
         ? `--restore needs an empty data directory, but ${settings.dataDir} already holds a node`
-        : "--restore starts a new cluster and cannot be combined with --join-addr",
-    );
+        : "--restore starts a new cluster and cannot be combined with --join-addr";
+    storage.close();
+    throw new UsageError(message);
   }
   if (settings.restore !== null) {
     mode = "bootstrap";

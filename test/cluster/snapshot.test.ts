@@ -228,6 +228,19 @@ describe("snapshots", () => {
       expect(rejected.exitCode).toBe(2);
       expect(rejected.stderr).toContain("cannot restore from");
       rmSync(broken);
+
+      // --restore again on the node's own data directory, or with --join-addr, is refused with the reason.
+      await restored.kill(node, "SIGTERM");
+      const serve = (extra: string[], dataDir: string) =>
+        runEchokv(["serve", "--node-id", "restored-1", "--data-dir", dataDir, "--raft-addr", "127.0.0.1:1", "--restore", backup, ...extra], {
+          timeoutMs: 10_000,
+        });
+      const again = await serve([], node.dataDir);
+      expect(again.exitCode).toBe(2);
+      expect(again.stderr).toContain(`--restore needs an empty data directory, but ${node.dataDir} already holds a node`);
+      const joining = await serve(["--join-addr", nodes[0].clientAddr], join(cluster.dir, "empty"));
+      expect(joining.exitCode).toBe(2);
+      expect(joining.stderr).toContain("--restore starts a new cluster and cannot be combined with --join-addr");
     },
     90_000,
   );
