@@ -395,6 +395,10 @@ export class EchoNode {
     return this.#core.role;
   }
 
+  // TODO: a follower removed while it runs never gets the configuration that
+  // removes it, as the leader stops replicating to it on append. It keeps
+  // pre-voting, and its writes fail with NOLEADER instead of REMOVED. Peers
+  // could refuse its connections and tell it that it was removed.
   /** Whether this node's newest configuration no longer lists it (it was removed). */
   get removed(): boolean {
     const members = this.#core.members;
