@@ -168,6 +168,10 @@ export class EchoNode {
    */
   #awaitingWrite: Array<{ seq: number; ready: Ready | null; messages: Message[] }> = [];
   #removedLogged = false;
+  /** Every other node this one has counted as a peer since it started. */
+  #formerPeers = new Set<NodeId>();
+  /** Set when a peer rejected this node as removed; cleared by the next message from a leader. */
+  #toldRemoved = false;
   readonly #snapshots: SnapshotStore;
   readonly #transfers: SnapshotTransfers;
   /** Index of the newest local snapshot (or of the loaded state at start). */
@@ -296,6 +300,7 @@ export class EchoNode {
       clusterId: () => this.#clusterId,
       logger: this.#options.logger.with(() => ({ node: this.id })),
       onMessage: (message) => this.#onMessage(message),
+      onRemoved: (peer) => this.#onToldRemoved(peer),
     });
     await this.#transport.start();
 
@@ -395,12 +400,14 @@ export class EchoNode {
     return this.#core.role;
   }
 
-  // TODO: a follower removed while it runs never gets the configuration that
-  // removes it, as the leader stops replicating to it on append. It keeps
-  // pre-voting, and its writes fail with NOLEADER instead of REMOVED. Peers
-  // could refuse its connections and tell it that it was removed.
-  /** Whether this node's newest configuration no longer lists it (it was removed). */
+  /**
+   * Whether this node was removed from the cluster: its newest configuration
+   * no longer lists it, or a peer rejected it as removed. A follower removed
+   * while it runs learns it only the second way, because the leader stops
+   * replicating to it once it appends the configuration that removes it.
+   */
   get removed(): boolean {
+    if (this.#toldRemoved) return true;
     const members = this.#core.members;
     return members.length > 0 && !members.some((member) => member.id === this.id);
   }
@@ -618,6 +625,11 @@ export class EchoNode {
   #onMessage(message: PeerMessage): void {
     if (this.#stopped || this.#failed) return;
     this.#lastContact.set(message.from, Date.now());
+    // Only a leader sends these, and it sends them only to members.
+    if (this.#toldRemoved && (message.type === "append" || message.type === "heartbeat" || message.type === "snapshot")) {
+      this.#toldRemoved = false;
+      this.#logger.info("a leader replicates to this node again; it is a member", { leader: message.from, term: message.term });
+    }
     if (message.type === "snapshotChunk") {
       this.#transfers.onChunk(message).catch((err) => this.#fail(err));
       return;
@@ -1135,6 +1147,8 @@ export class EchoNode {
     const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
     const peersKey = [...peers].map(([id, addr]) => `${id}=${addr}`).join(",");
     if (!force && key === this.#lastPeers && peersKey === this.#lastPeerAddrs) return;
+    for (const id of peers.keys()) this.#formerPeers.add(id);
+    this.#transport?.setRemovedNodes([...this.#formerPeers].filter((id) => !peers.has(id)));
     this.#lastPeerAddrs = peersKey;
     if (key !== this.#lastPeers && this.#lastPeers !== "") {
       const list = members.map((member) => `${member.id}${member.voter ? "" : "(learner)"}`).join(",");
@@ -1152,6 +1166,19 @@ export class EchoNode {
     }
     if (isMember) this.#removedLogged = false;
     this.#transport?.setPeers([...peers].map(([id, raftAddr]) => ({ id, raftAddr })));
+  }
+
+  /** Records that `peer` rejected this node as removed from the cluster. */
+  #onToldRemoved(peer: NodeId): void {
+    if (this.#toldRemoved || this.#stopped) return;
+    // A node joining again under a removed id has no configuration yet, and
+    // a peer that has not seen it added back still reports it removed.
+    if (this.#core.members.length === 0) return;
+    this.#toldRemoved = true;
+    this.#logger.warn("a peer reports that this node was removed from the cluster; writes here now fail with REMOVED", {
+      peer,
+      term: this.#core.term,
+    });
   }
 
   #fail(err: unknown): void {

@@ -22,6 +22,8 @@ export interface Welcome {
 export interface Reject {
   type: "reject";
   reason: string;
+  /** Set when the dialer was removed from the cluster, so that it can tell its clients. */
+  removed?: boolean;
 }
 
 /** Reason sent while the acceptor has not learned its cluster id yet. */
@@ -82,7 +84,9 @@ export function parseReply(value: unknown): Welcome | Reject | string {
   if (isFields(value) && value.type === "welcome") return { type: "welcome" };
   if (isFields(value) && value.type === "reject") {
     const reason = ownString(value, "reason");
-    return { type: "reject", reason: reason ?? "no reason given" };
+    const reject: Reject = { type: "reject", reason: reason ?? "no reason given" };
+    if (Object.hasOwn(value, "removed") && value.removed === true) reject.removed = true;
+    return reject;
   }
   return "reply to hello is neither welcome nor reject";
 }

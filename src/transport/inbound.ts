@@ -42,6 +42,8 @@ export class Acceptor {
   readonly #sockets = new Set<InboundSocket>();
   /** The newest accepted connection of each peer. */
   readonly #byPeer = new Map<string, InboundSocket>();
+  /** Nodes removed from the cluster, whose handshakes are rejected as such. */
+  #removed = new Set<string>();
 
   constructor(settings: AcceptorSettings) {
     this.#settings = settings;
@@ -60,6 +62,16 @@ export class Acceptor {
         this.#close(socket);
       },
     };
+  }
+
+  /** Rejects handshakes from `ids` as removed nodes, and closes their connections. */
+  setRemoved(ids: string[]): void {
+    this.#removed = new Set(ids);
+    for (const socket of this.#sockets) {
+      const peer = socket.data.peerId;
+      // The node redials, and its next handshake is rejected with the reason.
+      if (peer !== null && this.#removed.has(peer)) this.#close(socket);
+    }
   }
 
   closeAll(): void {
@@ -111,7 +123,9 @@ export class Acceptor {
     }
 
     const { nodeId, clusterId } = this.#settings;
-    const reason = checkHello(hello, nodeId, clusterId());
+    let reason = checkHello(hello, nodeId, clusterId());
+    const removed = reason === null && this.#removed.has(hello.from);
+    if (removed) reason = `node ${hello.from} was removed from the cluster`;
     if (reason !== null) {
       const suppressed = this.#limiter.check(`reject ${hello.from} ${reason}`);
       if (suppressed !== null) {
@@ -123,6 +137,7 @@ export class Acceptor {
         });
       }
       const reject: Reject = { type: "reject", reason };
+      if (removed) reject.removed = true;
       this.#close(socket, encodeFrame(reject));
       return;
     }

@@ -25,6 +25,8 @@ export interface PeerSettings {
   reconnectInitialMs: number;
   reconnectMaxMs: number;
   logger: Logger;
+  /** Called when this peer rejects the handshake because this node was removed from the cluster. */
+  onRemoved?: (peer: string) => void;
 }
 
 /** State of one connection attempt. Callbacks from an attempt that is no longer current are ignored. */
@@ -211,6 +213,7 @@ export class OutboundPeer {
         return;
       }
       if (reply.type === "reject") {
+        if (reply.removed) this.#settings.onRemoved?.(this.id);
         this.#onReject(attempt, reply.reason);
         return;
       }

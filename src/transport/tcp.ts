@@ -69,6 +69,7 @@ export class TcpTransport implements Transport {
       reconnectInitialMs: settings.reconnectInitialMs,
       reconnectMaxMs: settings.reconnectMaxMs,
       logger: options.logger,
+      onRemoved: options.onRemoved,
     };
     this.#acceptor = new Acceptor({
       nodeId: options.nodeId,
@@ -128,6 +129,10 @@ export class TcpTransport implements Transport {
       this.#logger.info("peer added", { peer: id, addr: raftAddr });
       peer.start();
     }
+  }
+
+  setRemovedNodes(ids: string[]): void {
+    this.#acceptor.setRemoved(ids);
   }
 
   flush(): void {

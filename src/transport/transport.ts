@@ -31,6 +31,8 @@ export interface TransportOptions {
   logger: Logger;
   /** Receives each validated message from a peer. */
   onMessage: (msg: PeerMessage) => void;
+  /** Called when a peer rejects this node's handshake because this node was removed from the cluster. */
+  onRemoved?: (peer: string) => void;
   /** Bytes queued for one peer beyond which `send` drops messages. Default 64 MiB. */
   maxPeerBufferedBytes?: number;
   /** Time a new connection has to complete the handshake. Default 5000 ms. */
@@ -54,6 +56,12 @@ export interface Transport {
   readonly boundPort: number;
   /** Dials new peers, closes removed ones and re-dials peers whose address changed. */
   setPeers(peers: PeerAddress[]): void;
+  /**
+   * Names the nodes removed from the cluster. Their connections to this node
+   * are closed, and their handshakes are rejected with the reason, so that
+   * a removed node that keeps running learns why.
+   */
+  setRemovedNodes(ids: string[]): void;
   /**
    * Queues `msg` for `msg.to`. Never throws: the message is dropped when the
    * peer is unknown, not connected or over its buffered-bytes cap, because

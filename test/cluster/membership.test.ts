@@ -113,6 +113,42 @@ describe("remove the leader", () => {
   );
 });
 
+describe("remove a running follower", () => {
+  clusterTest(
+    "removed follower learns it",
+    async () => {
+      const cluster = new Cluster({ name: "removed-follower", tickMs: 20 });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const follower = nodes.find((node) => node !== leader)!;
+      expect(describeReply(await cluster.command(leader, ["REMOVE", follower.id], 10_000))).toBe("OK");
+
+      // The leader no longer replicates to it, but its peers reject its
+      // connections as removed. Until then it may still forward writes.
+      await waitFor(
+        `${follower.id} to answer REMOVED`,
+        async () => describeReply(await sendCommand(follower.clientAddr, ["SET", "late", "x"], 10_000)).startsWith("-REMOVED"),
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+      expect(follower.log()).toContain("a peer reports that this node was removed from the cluster");
+      expect(describeReply(await sendCommand(follower.clientAddr, ["SET", "refused", "x"]))).toStartWith("-REMOVED");
+      expect(describeReply(await sendCommand(leader.clientAddr, ["GET", "refused"]))).toBe("nil");
+
+      // Added back, it is a member again and takes writes.
+      const join = await cluster.command(leader, ["JOIN", follower.id, `127.0.0.1:${follower.raftPort}`, follower.clientAddr], 10_000);
+      // JOIN replies with the cluster id and the members.
+      expect(describeReply(join)).toContain(follower.id);
+      await waitFor(
+        `${follower.id} to take writes again`,
+        async () => describeReply(await sendCommand(follower.clientAddr, ["SET", "back", "1"], 10_000)) === "OK",
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+      await cluster.waitForValue(leader, "back", "1");
+    },
+    60_000,
+  );
+});
+
 describe("membership while a node is down", () => {
   clusterTest(
     "remove dead node and add a new one",

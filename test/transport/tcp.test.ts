@@ -112,6 +112,40 @@ describe("TcpTransport handshake", () => {
     await sendUntilDelivered(b, a, heartbeat("b", "a"));
   });
 
+  test("rejects a removed node", async () => {
+    const b = await harness.start("b");
+    const open = await connectRaw(b);
+    rawClients.push(open);
+    open.socket.write(hello("a", "b"));
+    await waitUntil("welcome", () => open.frames.length > 0);
+
+    // Marking "a" removed closes its connection, and its next hello is rejected as removed.
+    b.transport.setRemovedNodes(["a"]);
+    await waitUntil("connection closed", () => open.closed);
+    const again = await connectRaw(b);
+    rawClients.push(again);
+    again.socket.write(hello("a", "b"));
+    await waitUntil("connection closed", () => again.closed);
+    expect(again.frames).toEqual([{ type: "reject", reason: "node a was removed from the cluster", removed: true }]);
+
+    // Other nodes are still accepted.
+    const other = await connectRaw(b);
+    rawClients.push(other);
+    other.socket.write(hello("c", "b"));
+    await waitUntil("welcome", () => other.frames.length > 0);
+    expect(other.frames).toEqual([{ type: "welcome" }]);
+  });
+
+  test("reports its removal to the dialer", async () => {
+    const removals: string[] = [];
+    const a = await harness.start("a", { reconnectMaxMs: 50, onRemoved: (peer) => removals.push(peer) });
+    const b = await harness.start("b");
+    b.transport.setRemovedNodes(["a"]);
+    harness.connectAll([a, b]);
+    await waitUntil("a told it was removed", () => removals.length > 0);
+    expect(removals[0]).toBe("b");
+  });
+
   test("replies welcome to valid hello", async () => {
     const b = await harness.start("b");
     const client = await connectRaw(b);
