@@ -21,7 +21,10 @@ function integers(reply: RespValue): number[] {
   return reply.value.map((item) => (item.type === "integer" ? item.value : Number.NaN));
 }
 
-function megabytes(bytes: number): string {
+/** Formats a size for progress lines: bytes, kB or MB, so that small snapshots do not read as 0.0 MB. */
+export function formatSize(bytes: number): string {
+  if (bytes < 1000) return `${bytes} bytes`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
@@ -32,7 +35,7 @@ export async function saveSnapshot(address: string, file: string, report: (line:
   let fd: number | null = null;
   try {
     const [index, term, bytes, checksum] = integers(await client.command(["SNAPSHOT"], { timeoutMs: 600_000 }));
-    report(`snapshot at index ${index} (term ${term}), ${megabytes(bytes)}`);
+    report(`snapshot at index ${index} (term ${term}), ${formatSize(bytes)}`);
     fd = openSync(tmp, "w", 0o600);
     let offset = 0;
     let lastPercent = -10;
@@ -48,7 +51,7 @@ export async function saveSnapshot(address: string, file: string, report: (line:
       const percent = Math.floor((offset / bytes) * 100);
       if (percent >= lastPercent + 10 || offset === bytes) {
         lastPercent = percent;
-        report(`saved ${percent}% (${megabytes(offset)} of ${megabytes(bytes)})`);
+        report(`saved ${percent}% (${formatSize(offset)} of ${formatSize(bytes)})`);
       }
     }
     fsyncSync(fd);
