@@ -22,7 +22,7 @@ function integers(reply: RespValue): number[] {
 }
 
 /** Formats a size for progress lines: bytes, kB or MB, so that small snapshots do not read as 0.0 MB. */
-export function formatSize(bytes: number): string {
+function formatSize(bytes: number): string {
   if (bytes < 1000) return `${bytes} bytes`;
   if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
   return `${(bytes / 1e6).toFixed(1)} MB`;

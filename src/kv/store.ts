@@ -31,18 +31,17 @@ const RECORD_HEADER_BYTES = 8;
 const PAGE_SPAN = 2 ** 25;
 const MIN_CAPACITY = 1024;
 /**
- * Divisor of the dead share at which a page is emptied: 4 empties pages a
- * quarter dead. Each dead byte then costs about three bytes copied. With 3
- * million random overwrites of a million 100-byte values, the store peaked
- * at 1.22x its size after loading, against 1.55x when waiting for half.
+ * Divisor of the dead share at which a page is emptied (4: a quarter dead),
+ * so each dead byte costs about three bytes copied. With 3 million random
+ * overwrites of a million 100-byte values, the store peaked at 1.22x its
+ * loaded size, against 1.55x when pages waited to be half dead.
  */
 const SPARSE_DEAD_DIVISOR = 4;
 /**
- * Bytes of a page being emptied that one write scans: this many times the
- * bytes the write added or freed, and at least COMPACT_STEP_MIN_BYTES. At a
- * quarter dead, a scan frees four times what the write added. A backlog left
- * while a snapshot cursor was open therefore clears quickly, and no single
- * write pays for a whole page.
+ * Multiple of the bytes a write added or freed that it scans of a page being
+ * emptied, with COMPACT_STEP_MIN_BYTES at least. A quarter-dead page then
+ * frees four times what was added, so a backlog left while a snapshot cursor
+ * was open clears quickly, and no single write pays for a whole page.
  */
 const COMPACT_STEP_FACTOR = 16;
 const COMPACT_STEP_MIN_BYTES = 4 * 1024;

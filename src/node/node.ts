@@ -309,9 +309,7 @@ export class EchoNode {
       onCompacted: (index) => this.#logger.info("stored log compacted", { to: index }),
       onError: (err) => this.#fail(err),
       writeInline: (write) => this.#storage.write(write),
-      onInlineWrite: (ms) => {
-        if (ms > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(ms) });
-      },
+      onInlineWrite: (ms) => this.#warnIfSlow(ms),
     });
     // Writes on the node's own connection (snapshots, cluster id) first wait
     // for the writer, so the two connections never interleave.
@@ -401,10 +399,9 @@ export class EchoNode {
   }
 
   /**
-   * Whether this node was removed from the cluster: its newest configuration
-   * no longer lists it, or a peer rejected it as removed. A follower removed
-   * while it runs learns it only the second way, because the leader stops
-   * replicating to it once it appends the configuration that removes it.
+   * Whether this node was removed: its newest configuration leaves it out, or
+   * a peer rejected it as removed. A running follower learns it only from its
+   * peers, because the leader stops replicating to it before it could learn.
    */
   get removed(): boolean {
     if (this.#toldRemoved) return true;
@@ -628,7 +625,7 @@ export class EchoNode {
     // Only a leader sends these, and it sends them only to members.
     if (this.#toldRemoved && (message.type === "append" || message.type === "heartbeat" || message.type === "snapshot")) {
       this.#toldRemoved = false;
-      this.#logger.info("a leader replicates to this node again; it is a member", { leader: message.from, term: message.term });
+      this.#logger.info("a leader replicates to this node again, so it is a member", { leader: message.from, term: message.term });
     }
     if (message.type === "snapshotChunk") {
       this.#transfers.onChunk(message).catch((err) => this.#fail(err));
@@ -752,7 +749,7 @@ export class EchoNode {
 
   /** Sends the messages and advances the batches that waited for writer batch `seq`. */
   #onWriteDone(seq: number, ms: number): void {
-    if (ms > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(ms) });
+    this.#warnIfSlow(ms);
     if (this.#failed) return;
     try {
       while (this.#awaitingWrite.length > 0 && this.#awaitingWrite[0].seq <= seq) {
@@ -805,14 +802,11 @@ export class EchoNode {
 
   /**
    * Hands `write` to the log writer, or writes it at once before the node
-   * has started. A follower has nothing to do during its fsync and lets the
-   * writer make the write at once. So does a leader for a batch of at most
-   * one entry, as no other request arrived in the same turn. A larger batch
-   * goes to the writer's thread, so that the leader takes requests and
-   * acknowledgements during its fsync. In redis-benchmark runs, writing
-   * every leader batch at once cost about 4% of SET throughput at 64 in
-   * flight, and writing single entries at once cut sequential SET's leader
-   * CPU by about 20% with no loss at 64 in flight.
+   * has started. A follower, which waits for the write anyway, and a leader
+   * with a single entry (no other request arrived this turn) let the writer
+   * make it at once. A leader's larger batch goes to the thread, so that the
+   * leader takes requests and acknowledgements during its fsync: writing
+   * those at once too cost about 4% of throughput at 64 SETs in flight.
    */
   #write(write: StorageWrite): void {
     const inline = this.#core.role !== "leader" || write.entries.length <= 1;
@@ -1168,6 +1162,10 @@ export class EchoNode {
     this.#transport?.setPeers([...peers].map(([id, raftAddr]) => ({ id, raftAddr })));
   }
 
+  #warnIfSlow(writeMs: number): void {
+    if (writeMs > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(writeMs) });
+  }
+
   /** Records that `peer` rejected this node as removed from the cluster. */
   #onToldRemoved(peer: NodeId): void {
     if (this.#toldRemoved || this.#stopped) return;
@@ -1175,7 +1173,7 @@ export class EchoNode {
     // a peer that has not seen it added back still reports it removed.
     if (this.#core.members.length === 0) return;
     this.#toldRemoved = true;
-    this.#logger.warn("a peer reports that this node was removed from the cluster; writes here now fail with REMOVED", {
+    this.#logger.warn("a peer reports that this node was removed from the cluster, so writes here fail with REMOVED", {
       peer,
       term: this.#core.term,
     });

@@ -11,17 +11,16 @@
 // queued, and each queued write learns the sequence number of the batch that
 // carries it, so the node can hold back what depends on that write.
 //
-// A caller that has little to do during its fsync, such as a follower whose
-// acknowledgement waits for the write, may ask for a write to be made at
-// once on its own connection. That happens while the disk is fast and the
-// thread idle. Handing a batch over and back wakes two threads. On a 2-core
-// VM, writing at once cut a follower's CPU per SET by 8 to 15% with 64 SETs
-// in flight and by 20 to 28% for sequential SETs (redis-benchmark). Once a
-// write takes INLINE_WRITE_MAX_MS or longer, writes go to the thread until
-// one is fast again. A slow disk then stalls the event loop for one write
-// now and then instead of for every write. Writes also go to the thread
-// while it compacts: a write at once would wait for the database lock that
-// a compaction step holds, and SQLite's busy handler sleeps 1 ms or more.
+// A caller with little to do during its fsync, such as a follower whose
+// acknowledgement waits for the write, may mark a write inline. It is then
+// made at once on the caller's connection, which saves waking two threads,
+// if the thread is idle and the previous write took under
+// INLINE_WRITE_MAX_MS. On a 2-core VM that cut a follower's CPU per SET by 8
+// to 15% at 64 SETs in flight and by 20 to 28% for sequential SETs
+// (redis-benchmark). A slow disk therefore stalls the event loop for one
+// write now and then, not for every write. While the thread compacts, writes
+// stay queued, because a write at once would wait for the compaction's
+// database lock and SQLite's busy handler sleeps 1 ms or more.
 
 import { LOG_WRITER_WORKER_URL } from "../worker-urls.ts";
 import { encodeWrites } from "./batch-codec.ts";

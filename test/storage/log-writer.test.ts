@@ -48,7 +48,7 @@ interface InlineRecorder extends Recorder {
   threadMs: number[];
 }
 
-/** Opens a writer; with `writeInline`, inline writes that find the thread idle are made there. */
+/** Opens a writer. With `writeInline`, inline writes that find the thread idle are made there. */
 function openWriter(
   storage: SqliteStorage,
   writeInline?: (write: StorageWrite) => void,
@@ -220,7 +220,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("slow write moves writes to the thread", async () => {
+  test("slow write switches to thread", async () => {
     const storage = newStorage();
     const slowWrite = (write: StorageWrite) => {
       Bun.sleepSync(INLINE_WRITE_MAX_MS + 1);
@@ -237,7 +237,7 @@ describe("log writer", () => {
     await until(() => writer.isDone(threaded), "the thread's batch");
     expect(seen.inline.length).toBe(1);
 
-    // A fast batch on the thread brings writes back to the caller; a slow one keeps them there.
+    // A fast batch on the thread brings writes back to the caller, and a slow one keeps them there.
     const third = writer.write(entriesWrite([command(3, 1)]), true);
     if (seen.threadMs.at(-1)! < INLINE_WRITE_MAX_MS) {
       expect(writer.isDone(third)).toBe(true);
@@ -251,7 +251,7 @@ describe("log writer", () => {
     storage.close();
   });
 
-  test("compaction sends inline writes to the thread", async () => {
+  test("compaction keeps writes on thread", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage, (write) => storage.write(write));
     storage.beforeWrite = () => writer.drain();

@@ -55,6 +55,14 @@ describe("TcpTransport handshake", () => {
     await harness.stopAll();
   });
 
+  /** Opens a raw connection to `node` and sends a hello from `from`. */
+  async function sendHello(node: TestNode, from: string): Promise<RawClient> {
+    const client = await connectRaw(node);
+    rawClients.push(client);
+    client.socket.write(hello(from, node.id));
+    return client;
+  }
+
   test("rejects cluster id mismatch", async () => {
     const a = await harness.start("a", { clusterId: "cluster-1", reconnectMaxMs: 50 });
     const b = await harness.start("b", { clusterId: "cluster-2" });
@@ -114,29 +122,23 @@ describe("TcpTransport handshake", () => {
 
   test("rejects a removed node", async () => {
     const b = await harness.start("b");
-    const open = await connectRaw(b);
-    rawClients.push(open);
-    open.socket.write(hello("a", "b"));
+    const open = await sendHello(b, "a");
     await waitUntil("welcome", () => open.frames.length > 0);
 
     // Marking "a" removed closes its connection, and its next hello is rejected as removed.
     b.transport.setRemovedNodes(["a"]);
     await waitUntil("connection closed", () => open.closed);
-    const again = await connectRaw(b);
-    rawClients.push(again);
-    again.socket.write(hello("a", "b"));
+    const again = await sendHello(b, "a");
     await waitUntil("connection closed", () => again.closed);
     expect(again.frames).toEqual([{ type: "reject", reason: "node a was removed from the cluster", removed: true }]);
 
     // Other nodes are still accepted.
-    const other = await connectRaw(b);
-    rawClients.push(other);
-    other.socket.write(hello("c", "b"));
+    const other = await sendHello(b, "c");
     await waitUntil("welcome", () => other.frames.length > 0);
     expect(other.frames).toEqual([{ type: "welcome" }]);
   });
 
-  test("reports its removal to the dialer", async () => {
+  test("dialer learns its removal", async () => {
     const removals: string[] = [];
     const a = await harness.start("a", { reconnectMaxMs: 50, onRemoved: (peer) => removals.push(peer) });
     const b = await harness.start("b");
@@ -148,10 +150,7 @@ describe("TcpTransport handshake", () => {
 
   test("replies welcome to valid hello", async () => {
     const b = await harness.start("b");
-    const client = await connectRaw(b);
-    rawClients.push(client);
-
-    client.socket.write(hello("a", "b"));
+    const client = await sendHello(b, "a");
     await waitUntil("welcome", () => client.frames.length > 0);
     expect(client.frames).toEqual([{ type: "welcome" }]);
     expect(client.closed).toBe(false);
