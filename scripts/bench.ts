@@ -5,10 +5,12 @@
 // Starts a three-node EchoKV cluster from dist/echokv, a three-member etcd
 // cluster and one Redis server with every write fsynced, all on 127.0.0.1
 // free ports with data under a new directory in /tmp. Installs Debian's
-// etcd-server and redis-server packages with apt-get when `etcd` or
-// `redis-server` is missing. This process then drives each system with the
-// same workloads: sequential SET, and SET, local GET and linearizable GET
-// with 64 requests in flight. It prints a table of medians, stops every
+// etcd-server, redis-server and redis-tools packages with apt-get when `etcd`,
+// `redis-server` or `redis-benchmark` is missing. This process then drives
+// each system with the same workloads: sequential SET, and SET, local GET and
+// linearizable GET with 64 requests in flight. redis-benchmark drives the
+// RESP servers a second time, as a lighter load generator. It prints tables
+// of medians, stops every
 // process it started by PID and removes its directory. A full run rewrites
 // its section of docs/benchmarks.md. --quick (1 run, short runs, 10,000
 // keys) only prints, for smoke tests. Needs `npm run build` first.
@@ -27,10 +29,12 @@ import {
   formatResultsTable,
   formatTargetTable,
   renderSection,
+  rowsOf,
   writeSection,
   type RunSettings,
   type SystemDescription,
 } from "./bench/report.ts";
+import { DRIVER_TITLES, measureRedisBenchmarkRun, type Driver } from "./bench/redis-benchmark.ts";
 import { startEchoKv, startEtcd, startRedis, type BenchSystem } from "./bench/systems.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
@@ -141,6 +145,7 @@ async function main(): Promise<void> {
   }
   ensureDebianPackage("etcd", "etcd-server");
   ensureDebianPackage("redis-server", "redis-server");
+  ensureDebianPackage("redis-benchmark", "redis-tools");
 
   const startedAt = performance.now();
   const date = new Date().toISOString().slice(0, 10);
@@ -196,6 +201,16 @@ async function main(): Promise<void> {
 
     const logOffsets = new Map(servers.map((server) => [server, logSize(server.logFile)]));
     const measurements = new Map<string, RunMeasurement[]>();
+    const record = (system: BenchSystem, workload: Workload, driver: Driver, run: number, measurement: RunMeasurement) => {
+      const key = `${system.name}/${workload}/${driver}`;
+      measurements.set(key, [...(measurements.get(key) ?? []), measurement]);
+      const errors = [...measurement.errors.values()].reduce((a, b) => a + b, 0);
+      console.error(
+        `run ${run}/${settings.runs} ${WORKLOAD_TITLES[workload]} ${system.name} (${DRIVER_TITLES[driver]}): ` +
+          `${Math.round(measurement.opsPerSecond)} ops/s, p50 ${measurement.p50Ms.toFixed(2)} ms, p99 ${measurement.p99Ms.toFixed(2)} ms, ` +
+          `${errors} errors, load ${measurement.loadAverage.map((value) => value.toFixed(2)).join(" -> ")}`,
+      );
+    };
     for (let run = 1; run <= settings.runs; run++) {
       for (const workload of WORKLOADS) {
         const maxOps = workload === "sequential-set" ? settings.sequentialOps : settings.concurrentOps;
@@ -204,32 +219,31 @@ async function main(): Promise<void> {
         for (const system of order) {
           if (!system.supports(workload)) continue;
           const operation = workloadOperation(workload, dataset);
-          if (run === 1) {
-            await runLoad(specFor(workload, settings, settings.warmupOps), operation, () => system.connect());
-          }
-          const measurement = await measureRun(system, specFor(workload, settings, maxOps), operation);
-          const key = `${system.name}/${workload}`;
-          measurements.set(key, [...(measurements.get(key) ?? []), measurement]);
-          const errors = [...measurement.errors.values()].reduce((a, b) => a + b, 0);
-          console.error(
-            `run ${run}/${settings.runs} ${WORKLOAD_TITLES[workload]} ${system.name}: ` +
-              `${Math.round(measurement.opsPerSecond)} ops/s, p50 ${measurement.p50Ms.toFixed(2)} ms, p99 ${measurement.p99Ms.toFixed(2)} ms, ` +
-              `${errors} errors, load ${measurement.loadAverage.map((value) => value.toFixed(2)).join(" -> ")}`,
-          );
+          const spec = specFor(workload, settings, maxOps);
+          const warmup = specFor(workload, settings, settings.warmupOps);
+          if (run === 1) await runLoad(warmup, operation, () => system.connect());
+          record(system, workload, "bench", run, await measureRun(system, spec, operation));
+          if (system.respPort === null) continue;
+          if (run === 1) await measureRedisBenchmarkRun(system, workload, warmup, dataset);
+          record(system, workload, "redis-benchmark", run, await measureRedisBenchmarkRun(system, workload, spec, dataset));
         }
       }
     }
     for (const system of systems) checkServersRunning(system);
 
     const rows: RowSummary[] = [];
-    for (const workload of WORKLOADS) {
-      for (const system of systems) {
-        const runs = measurements.get(`${system.name}/${workload}`);
-        if (runs) rows.push(summarizeRuns(system.name, workload, runs));
+    for (const driver of ["bench", "redis-benchmark"] as const) {
+      for (const workload of WORKLOADS) {
+        for (const system of systems) {
+          const runs = measurements.get(`${system.name}/${workload}/${driver}`);
+          if (runs) rows.push(summarizeRuns(system.name, workload, driver, runs));
+        }
       }
     }
     for (const row of rows) {
-      if (row.errors.size > 0) notes.push(`${row.system}, ${WORKLOAD_TITLES[row.workload]}: the runs had errors (${[...row.errors].map(([kind, count]) => `${count} ${kind}`).join(", ")})`);
+      if (row.errors.size === 0) continue;
+      const errors = [...row.errors].map(([kind, count]) => `${count} ${kind}`).join(", ");
+      notes.push(`${row.system}, ${WORKLOAD_TITLES[row.workload]} with ${DRIVER_TITLES[row.driver]}: the runs had errors (${errors})`);
     }
 
     const descriptions: SystemDescription[] = systems.map((system) => ({
@@ -242,7 +256,7 @@ async function main(): Promise<void> {
     const loadAtEnd = readLoadAverage();
     const diskAtEnd = measureDiskSpeed(workDirectory);
 
-    console.log(`\n${formatResultsTable(rows)}\n\nEchoKV / etcd:\n\n${formatRatioTable(rows)}\n\nTargets:\n\n${formatTargetTable(rows)}\n`);
+    console.log(`\n${formatResultsTable(rowsOf(rows, "bench"))}\n\nredis-benchmark:\n\n${formatResultsTable(rowsOf(rows, "redis-benchmark"))}\n\nEchoKV / etcd:\n\n${formatRatioTable(rows)}\n\nTargets:\n\n${formatTargetTable(rows)}\n`);
     for (const note of notes) console.log(`note: ${note}`);
 
     if (settings.quick) {

@@ -27,13 +27,14 @@ export type Operation = (client: BenchClient, index: number) => Promise<Outcome>
 
 /** Keys and values shared by every workload, built once so that the loop only picks them. */
 export class Dataset {
+  /** Keys are this prefix and a number of 12 digits, as redis-benchmark writes `__rand_int__`. */
+  readonly keyPrefix = "bench:";
   readonly keys: string[];
   readonly values: string[];
 
   /** Builds `keyCount` keys and a pool of 64 distinct values of `valueBytes` ASCII characters. */
   constructor(keyCount: number, valueBytes: number) {
-    const width = String(keyCount - 1).length;
-    this.keys = Array.from({ length: keyCount }, (_, index) => `bench:${String(index).padStart(width, "0")}`);
+    this.keys = Array.from({ length: keyCount }, (_, index) => `${this.keyPrefix}${String(index).padStart(12, "0")}`);
     const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     this.values = Array.from({ length: 64 }, () => {
       let value = "";

@@ -4,6 +4,7 @@
 
 import { quantile, runLoad, type LoadSpec, type Operation, type Workload } from "./load.ts";
 import { readCpuSeconds, readLoadAverage, readPeakRssBytes } from "./processes.ts";
+import type { Driver } from "./redis-benchmark.ts";
 import type { BenchSystem, SystemName } from "./systems.ts";
 
 export interface RunMeasurement {
@@ -27,6 +28,7 @@ export interface RunMeasurement {
 export interface RowSummary {
   system: SystemName;
   workload: Workload;
+  driver: Driver;
   runs: RunMeasurement[];
   opsPerSecond: number;
   p50Ms: number;
@@ -89,7 +91,7 @@ export function median(values: number[]): number {
 }
 
 /** Summarizes the runs of one row, taking the median of each metric separately. */
-export function summarizeRuns(system: SystemName, workload: Workload, runs: RunMeasurement[]): RowSummary {
+export function summarizeRuns(system: SystemName, workload: Workload, driver: Driver, runs: RunMeasurement[]): RowSummary {
   const nodeCount = runs[0].serverCpuSeconds.length;
   const perOp = (run: RunMeasurement, seconds: number) => (run.okOps > 0 ? seconds / run.okOps : Number.NaN);
   const errors = new Map<string, number>();
@@ -100,6 +102,7 @@ export function summarizeRuns(system: SystemName, workload: Workload, runs: RunM
   return {
     system,
     workload,
+    driver,
     runs,
     opsPerSecond: median(runs.map((run) => run.opsPerSecond)),
     p50Ms: median(runs.map((run) => run.p50Ms)),

@@ -6,6 +6,7 @@ import { WORKLOADS, WORKLOAD_TITLES, type Workload } from "./load.ts";
 import type { LogGroup } from "./logs.ts";
 import type { DiskSpeed, MachineFacts } from "./machine.ts";
 import type { RowSummary } from "./measure.ts";
+import type { Driver } from "./redis-benchmark.ts";
 import type { SystemName } from "./systems.ts";
 
 export const SECTION_HEADING = "## Throughput and latency against etcd and Redis";
@@ -67,8 +68,13 @@ function formatErrors(errors: Map<string, number>): string {
   return [...errors].map(([kind, count]) => `${count} ${kind}`).join(", ");
 }
 
-function findRow(rows: RowSummary[], system: SystemName, workload: Workload): RowSummary | undefined {
-  return rows.find((row) => row.system === system && row.workload === workload);
+function findRow(rows: RowSummary[], system: SystemName, workload: Workload, driver: Driver = "bench"): RowSummary | undefined {
+  return rows.find((row) => row.system === system && row.workload === workload && row.driver === driver);
+}
+
+/** Returns the rows whose load came from `driver`. */
+export function rowsOf(rows: RowSummary[], driver: Driver): RowSummary[] {
+  return rows.filter((row) => row.driver === driver);
 }
 
 /** Formats the main table: one row per workload and system, medians of the runs. */
@@ -106,11 +112,11 @@ interface TargetCheck {
   passed: boolean;
 }
 
-/** Checks EchoKV's rows against the targets. A row with errors fails its target. */
-function checkTargets(rows: RowSummary[]): TargetCheck[] {
+/** Checks EchoKV's rows with load from `driver` against the targets. A row with errors fails its target. */
+function checkTargets(rows: RowSummary[], driver: Driver): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const add = (workload: Workload, target: string, measured: (row: RowSummary) => string, passes: (row: RowSummary) => boolean) => {
-    const row = findRow(rows, "EchoKV", workload);
+    const row = findRow(rows, "EchoKV", workload, driver);
     if (!row) return;
     const errorNote = row.errors.size > 0 ? `; errors: ${formatErrors(row.errors)}` : "";
     checks.push({ target, measured: measured(row) + errorNote, passed: passes(row) && row.errors.size === 0 });
@@ -128,9 +134,19 @@ function checkTargets(rows: RowSummary[]): TargetCheck[] {
   return checks;
 }
 
+/** Formats the check of each target, once with each load generator's measurement. */
 export function formatTargetTable(rows: RowSummary[]): string {
-  const lines = ["| Target | EchoKV measured | Result |", "| --- | --- | --- |"];
-  for (const check of checkTargets(rows)) lines.push(`| ${check.target} | ${check.measured} | ${check.passed ? "pass" : "fail"} |`);
+  const lines = [
+    "| Target | EchoKV, Bun load generator | Result | EchoKV, redis-benchmark | Result |",
+    "| --- | --- | --- | --- | --- |",
+  ];
+  const fromBench = checkTargets(rows, "bench");
+  const fromRedisBenchmark = new Map(checkTargets(rows, "redis-benchmark").map((check) => [check.target, check]));
+  const verdict = (check: TargetCheck | undefined) => (check ? (check.passed ? "pass" : "fail") : "");
+  for (const check of fromBench) {
+    const other = fromRedisBenchmark.get(check.target);
+    lines.push(`| ${check.target} | ${check.measured} | ${verdict(check)} | ${other?.measured ?? "not run"} | ${verdict(other)} |`);
+  }
   return lines.join("\n");
 }
 
@@ -197,6 +213,16 @@ ${serverList}
   ${count(settings.keyCount)} keys and values are ${settings.valueBytes} bytes. Every key is
   written once before the first measurement, so a GET that finds no value
   counts as an error.
+- The RESP servers, EchoKV and Redis, are also driven by redis-benchmark
+  (\`redis-benchmark -c 64 -n N -r ${count(settings.keyCount)} -e --csv SET bench:__rand_int__ VALUE\`,
+  and \`GET bench:__rand_int__\` with or without \`linearizable\`; \`-c 1\` for
+  sequential SET), in the same rotation, right after the Bun generator's
+  run of the same workload. It shows how much a result depends on the load
+  generator, which shares the cores with the servers. Its rows have their
+  own table below. etcd speaks no RESP, so the ratios against etcd use the
+  Bun generator only. redis-benchmark reports the latency percentiles, and
+  it prints at most one error reply per second, so its error count is a
+  lower bound.
 - EchoKV and Redis get RESP commands: \`SET k v\`, \`GET k\` (a local read on
   the node that receives it) and, for EchoKV, \`GET k linearizable\`. etcd gets
   its v3 HTTP/JSON gateway on the client port (\`POST /v3/kv/put\` and
@@ -241,13 +267,21 @@ ${serverList}
 - Load average (1, 5, 15 min): ${formatLoad(report.loadAtStart)} at the start and
   ${formatLoad(report.loadAtEnd)} at the end.
 
-### Results
+### Results with the Bun load generator
 
-${formatResultsTable(report.rows)}
+${formatResultsTable(rowsOf(report.rows, "bench"))}
 
 Every run:
 
-${formatPerRunTable(report.rows)}
+${formatPerRunTable(rowsOf(report.rows, "bench"))}
+
+### RESP servers driven by redis-benchmark
+
+${formatResultsTable(rowsOf(report.rows, "redis-benchmark"))}
+
+Every run:
+
+${formatPerRunTable(rowsOf(report.rows, "redis-benchmark"))}
 
 ### EchoKV relative to etcd
 

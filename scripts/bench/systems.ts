@@ -16,6 +16,8 @@ export interface BenchSystem {
   servers: ServerProcess[];
   /** Node that receives all load: the Raft leader for EchoKV and etcd. */
   targetName: string;
+  /** Client port of the target node when it speaks RESP, for redis-benchmark; null for etcd. */
+  respPort: number | null;
   supports(workload: Workload): boolean;
   connect(): Promise<BenchClient>;
 }
@@ -95,6 +97,7 @@ export async function startEchoKv(binary: string, directory: string, valueBytes:
     name: "EchoKV",
     servers: own,
     targetName: `node-${leaderIndex + 1} (leader)`,
+    respPort: leaderPort,
     supports: () => true,
     connect: () => RespClient.open(leaderPort, REQUEST_TIMEOUT_MS, valueBytes, { local: "", linearizable: "linearizable" }),
   };
@@ -159,6 +162,7 @@ export async function startEtcd(directory: string, valueBytes: number, servers: 
     name: "etcd",
     servers: own,
     targetName: `${names[leaderIndex]} (leader)`,
+    respPort: null,
     supports: () => true,
     connect: () => EtcdHttpClient.open(leaderPort, REQUEST_TIMEOUT_MS, valueBytes),
   };
@@ -186,6 +190,7 @@ export async function startRedis(directory: string, valueBytes: number, servers:
     name: "Redis",
     servers: [server],
     targetName: "single server",
+    respPort: port,
     supports: (workload) => workload !== "linearizable-get",
     connect: () => RespClient.open(port, REQUEST_TIMEOUT_MS, valueBytes, { local: "", linearizable: null }),
   };
