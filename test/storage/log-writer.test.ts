@@ -408,3 +408,42 @@ describe("compaction steps", () => {
     ]);
   });
 });
+
+describe("hard state", () => {
+  const hardStateWrite = (term: number, votedFor: string | null, commitIndex: number, entries: Entry[] = []): StorageWrite => ({
+    hardState: { term, votedFor, commitIndex },
+    truncateFrom: null,
+    entries,
+  });
+
+  test("survives writes from both connections", () => {
+    const storage = newStorage();
+    const db = new Database(storage.path);
+    const other = new BatchWriter(db);
+    other.write([hardStateWrite(5, "node-2", 10, [command(1, 5)])]);
+    storage.write(hardStateWrite(6, null, 20, [command(2, 6)]));
+    // The same term and vote as this writer's last write, but a change from
+    // what the other connection wrote in between: both must be written.
+    other.write([hardStateWrite(6, "node-3", 25, [command(3, 6)])]);
+    storage.write(hardStateWrite(6, "node-3", 30));
+    other.write([hardStateWrite(6, "node-3", 30, [command(4, 6)])]);
+    db.close();
+    expect(storage.load().hardState).toEqual({ term: 6, votedFor: "node-3", commitIndex: 30 });
+    storage.close();
+  });
+
+  test("rewritten after a failed write", () => {
+    const storage = newStorage();
+    const db = new Database(storage.path);
+    const writer = new BatchWriter(db);
+    writer.write([hardStateWrite(2, "node-1", 3, [command(1, 2)])]);
+    const invalid = { index: 2, term: null, kind: "command", data: new Uint8Array(1) } as unknown as Entry;
+    expect(() => writer.write([hardStateWrite(3, "node-2", 4), entriesWrite([invalid])])).toThrow();
+    // The transaction rolled back, so term 3 was never stored and must be written now.
+    writer.write([hardStateWrite(3, "node-2", 4, [command(2, 3)])]);
+    db.close();
+    expect(storage.load().hardState).toEqual({ term: 3, votedFor: "node-2", commitIndex: 4 });
+    expect(storage.load().entries.map((entry) => entry.index)).toEqual([1, 2]);
+    storage.close();
+  });
+});
