@@ -55,22 +55,32 @@ function keyEnd(data: Uint8Array, offset: number): number {
   return end;
 }
 
-/** Decodes a command; throws on bytes that no encoder produced (a corrupt log). */
-export function decodeCommand(data: Uint8Array): KvCommand {
+/**
+ * Where a command's parts lie in its encoded bytes. A SET's value runs from
+ * `keyEnd` to the end. A DEL lists each key's start and end in turn.
+ */
+export type CommandRanges = { op: "set"; keyStart: number; keyEnd: number } | { op: "del"; keyRanges: number[] };
+
+/**
+ * Locates the parts of an encoded command; throws on bytes that no encoder
+ * produced (a corrupt log). Offsets instead of subarray views, because the
+ * first view of a small typed array makes JavaScriptCore move its bytes to
+ * a separate allocation, which every later collection then visits: for
+ * 100,000 log entries, a full collection took 8 to 10 ms instead of 3 to 4.
+ */
+export function commandRanges(data: Uint8Array): CommandRanges {
   switch (data[0]) {
-    case OP_SET: {
-      const end = keyEnd(data, 1);
-      return { op: "set", key: data.subarray(5, end), value: data.subarray(end) };
-    }
+    case OP_SET:
+      return { op: "set", keyStart: 5, keyEnd: keyEnd(data, 1) };
     case OP_DEL: {
-      const keys: Uint8Array[] = [];
+      const keyRanges: number[] = [];
       let offset = 1;
       while (offset < data.byteLength) {
         const end = keyEnd(data, offset);
-        keys.push(data.subarray(offset + 4, end));
+        keyRanges.push(offset + 4, end);
         offset = end;
       }
-      return { op: "del", keys };
+      return { op: "del", keyRanges };
     }
     default:
       throw new Error(`unknown command opcode ${data[0]}`);

@@ -1,4 +1,4 @@
-import { decodeCommand } from "./command.ts";
+import { commandRanges } from "./command.ts";
 
 /** Result of applying one command: SET returns "OK", DEL the number of keys removed. */
 export type ApplyResult = "OK" | number;
@@ -65,6 +65,17 @@ function writeU32(bytes: Uint8Array, offset: number, value: number): void {
   bytes[offset + 3] = value >>> 24;
 }
 
+const bufferCopy = Buffer.prototype.copy;
+
+/**
+ * Copies `source[start, end)` into `target` at `at`. Buffer's copy reads a
+ * plain Uint8Array in place, where `subarray` would first move a small
+ * array's bytes out of the collected heap.
+ */
+function copyBytes(source: Uint8Array, start: number, end: number, target: Uint8Array, at: number): void {
+  bufferCopy.call(source, target, at, start, end);
+}
+
 /** FNV-1a over the bytes, from a per-store seed, with a final avalanche so the low bits spread. */
 function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number): number {
   let hash = seed ^ (end - start);
@@ -119,7 +130,7 @@ export class KvStore {
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
-    const slot = this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed));
+    const slot = this.#find(key, 0, key.byteLength);
     if (slot < 0) return undefined;
     const location = this.#slots[slot] - 1;
     const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
@@ -129,43 +140,61 @@ export class KvStore {
   }
 
   has(key: Uint8Array): boolean {
-    return this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed)) >= 0;
+    return this.#find(key, 0, key.byteLength) >= 0;
   }
 
   /** Sets `key` to a copy of `value`. */
   set(key: Uint8Array, value: Uint8Array): void {
-    const hash = hashBytes(key, 0, key.byteLength, this.#seed);
-    const found = this.#find(key, hash);
-    const location = this.#append(key, value);
+    this.#set(key, 0, key.byteLength, value, 0, value.byteLength);
+  }
+
+  /** Removes `key` and returns whether it was present. */
+  delete(key: Uint8Array): boolean {
+    return this.#delete(key, 0, key.byteLength);
+  }
+
+  apply(data: Uint8Array): ApplyResult {
+    const command = commandRanges(data);
+    if (command.op === "set") {
+      this.#set(data, command.keyStart, command.keyEnd, data, command.keyEnd, data.byteLength);
+      return "OK";
+    }
+    let removed = 0;
+    const ranges = command.keyRanges;
+    for (let i = 0; i < ranges.length; i += 2) if (this.#delete(data, ranges[i], ranges[i + 1])) removed++;
+    return removed;
+  }
+
+  /** Sets the key in `keyBytes[keyStart, keyEnd)` to a copy of `valueBytes[valueStart, valueEnd)`. */
+  #set(keyBytes: Uint8Array, keyStart: number, keyEnd: number, valueBytes: Uint8Array, valueStart: number, valueEnd: number): void {
+    const hash = hashBytes(keyBytes, keyStart, keyEnd, this.#seed);
+    const found = this.#findHashed(keyBytes, keyStart, keyEnd, hash);
+    const keyLength = keyEnd - keyStart;
+    const valueLength = valueEnd - valueStart;
+    const location = this.#allocate(RECORD_HEADER_BYTES + keyLength + valueLength);
+    const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
+    const offset = location % PAGE_SPAN;
+    writeU32(page, offset, keyLength);
+    writeU32(page, offset + 4, valueLength);
+    copyBytes(keyBytes, keyStart, keyEnd, page, offset + RECORD_HEADER_BYTES);
+    copyBytes(valueBytes, valueStart, valueEnd, page, offset + RECORD_HEADER_BYTES + keyLength);
     if (found >= 0) {
       this.#release(this.#slots[found] - 1);
       this.#slots[found] = location + 1;
     } else {
       this.#insert(hash, location);
     }
-    this.#liveBytes += key.byteLength + value.byteLength;
-    this.#compactStep(RECORD_HEADER_BYTES + key.byteLength + value.byteLength);
+    this.#liveBytes += keyLength + valueLength;
+    this.#compactStep(RECORD_HEADER_BYTES + keyLength + valueLength);
   }
 
-  /** Removes `key` and returns whether it was present. */
-  delete(key: Uint8Array): boolean {
-    const slot = this.#find(key, hashBytes(key, 0, key.byteLength, this.#seed));
+  #delete(bytes: Uint8Array, start: number, end: number): boolean {
+    const slot = this.#find(bytes, start, end);
     if (slot < 0) return false;
     const freed = this.#release(this.#slots[slot] - 1);
     this.#removeSlot(slot);
     this.#compactStep(freed);
     return true;
-  }
-
-  apply(data: Uint8Array): ApplyResult {
-    const command = decodeCommand(data);
-    if (command.op === "set") {
-      this.set(command.key, command.value);
-      return "OK";
-    }
-    let removed = 0;
-    for (const key of command.keys) if (this.delete(key)) removed++;
-    return removed;
   }
 
   /** Takes over the whole content of `other`, as when a snapshot is installed. `other` must not be used afterwards. */
@@ -220,15 +249,19 @@ export class KvStore {
   // -------------------------------------------------------------------------
   // Index
 
-  /** Returns the slot holding `key`, or -1. */
-  #find(key: Uint8Array, hash: number): number {
+  /** Returns the slot holding the key in `bytes[start, end)`, or -1. */
+  #find(bytes: Uint8Array, start: number, end: number): number {
+    return this.#findHashed(bytes, start, end, hashBytes(bytes, start, end, this.#seed));
+  }
+
+  #findHashed(bytes: Uint8Array, start: number, end: number, hash: number): number {
     const slots = this.#slots;
     const hashes = this.#hashes;
     const mask = this.#mask;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
       const stored = slots[slot];
       if (stored === 0) return -1;
-      if (hashes[slot] === hash && this.#keyEquals(stored - 1, key)) return slot;
+      if (hashes[slot] === hash && this.#keyEquals(stored - 1, bytes, start, end)) return slot;
     }
   }
 
@@ -243,13 +276,13 @@ export class KvStore {
     }
   }
 
-  #keyEquals(location: number, key: Uint8Array): boolean {
+  #keyEquals(location: number, bytes: Uint8Array, start: number, end: number): boolean {
     const page = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
     const offset = location % PAGE_SPAN;
     const length = readU32(page, offset);
-    if (length !== key.byteLength) return false;
-    const start = offset + RECORD_HEADER_BYTES;
-    for (let i = 0; i < length; i++) if (page[start + i] !== key[i]) return false;
+    if (length !== end - start) return false;
+    const stored = offset + RECORD_HEADER_BYTES;
+    for (let i = 0; i < length; i++) if (page[stored + i] !== bytes[start + i]) return false;
     return true;
   }
 
@@ -318,22 +351,10 @@ export class KvStore {
   // -------------------------------------------------------------------------
   // Pages
 
-  /** Writes a record and returns its location. */
-  #append(key: Uint8Array, value: Uint8Array): number {
-    const location = this.#allocate(RECORD_HEADER_BYTES + key.byteLength + value.byteLength);
-    const bytes = this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes;
-    const offset = location % PAGE_SPAN;
-    writeU32(bytes, offset, key.byteLength);
-    writeU32(bytes, offset + 4, value.byteLength);
-    bytes.set(key, offset + RECORD_HEADER_BYTES);
-    bytes.set(value, offset + RECORD_HEADER_BYTES + key.byteLength);
-    return location;
-  }
-
   /** Copies a whole record, header included, to a new location and returns it. */
   #copyRecord(from: Uint8Array, offset: number, size: number): number {
     const location = this.#allocate(size);
-    this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes.set(from.subarray(offset, offset + size), location % PAGE_SPAN);
+    copyBytes(from, offset, offset + size, this.#pages[Math.floor(location / PAGE_SPAN)]!.bytes, location % PAGE_SPAN);
     return location;
   }
 

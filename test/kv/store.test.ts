@@ -72,6 +72,23 @@ describe("KvStore", () => {
     expect(store.liveBytes).toBe(0);
   });
 
+  test("apply takes no views of entries", () => {
+    // A view of a small typed array moves its bytes out of the collected
+    // heap, and the log keeps thousands of entries alive.
+    class NoViews extends Uint8Array {
+      override subarray(): never {
+        throw new Error("apply took a view of the entry");
+      }
+    }
+    const entry = (command: Parameters<typeof encodeCommand>[0]) => new NoViews(encodeCommand(command));
+    const store = new KvStore();
+    expect(store.apply(entry({ op: "set", key: bytes("a"), value: bytes("1") }))).toBe("OK");
+    expect(store.apply(entry({ op: "set", key: bytes("b"), value: bytes("2") }))).toBe("OK");
+    expect(store.apply(entry({ op: "del", keys: [bytes("a"), bytes("c")] }))).toBe(1);
+    expect(store.get(bytes("a"))).toBeUndefined();
+    expect(Buffer.from(store.get(bytes("b"))!).toString()).toBe("2");
+  });
+
   test("returned values stay intact", () => {
     const store = new KvStore();
     store.set(bytes("kept"), bytes("first value"));
