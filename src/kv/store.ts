@@ -513,11 +513,11 @@ export class SnapshotCursor {
       const keyLength = readU32(page, offset);
       const valueLength = readU32(page, offset + 4);
       out.writeUInt32BE(keyLength, at);
-      out.set(page.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + keyLength), at + 4);
+      copyBytes(page, offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + keyLength, out, at + 4);
       at += 4 + keyLength;
       out.writeUInt32BE(valueLength, at);
       const valueStart = offset + RECORD_HEADER_BYTES + keyLength;
-      out.set(page.subarray(valueStart, valueStart + valueLength), at + 4);
+      copyBytes(page, valueStart, valueStart + valueLength, out, at + 4);
       at += 4 + valueLength;
       records++;
     }
