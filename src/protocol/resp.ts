@@ -71,6 +71,8 @@ const MAX_LENGTH_LINE_BYTES = 32;
 /** The buffer of an idle parser drops back to a small allocation when it has grown beyond this. */
 const RETAINED_BUFFER_BYTES = 1024 * 1024;
 const INITIAL_BUFFER_BYTES = 16 * 1024;
+/** Bytes that ByteQueue.indexOf checks in a loop before it falls back to a view's indexOf. */
+const SHORT_SEARCH_BYTES = 32;
 
 const CRLF = Buffer.from("\r\n");
 
@@ -181,8 +183,22 @@ class ByteQueue {
 
   /** Returns the offset of the first `byte` in [from, min(limit, length)), or -1. */
   indexOf(byte: number, from: number, limit: number): number {
+    const buffer = this.#buffer;
+    const begin = this.#start + from;
     const stop = this.#start + Math.min(limit, this.length);
-    return this.#buffer.subarray(this.#start, stop).indexOf(byte, from);
+    // Length lines end within a few bytes, so a loop finds their LF without
+    // allocating a view. Longer searches, as in inline commands, use indexOf.
+    const loopEnd = Math.min(stop, begin + SHORT_SEARCH_BYTES);
+    for (let i = begin; i < loopEnd; i++) if (buffer[i] === byte) return i - this.#start;
+    if (loopEnd === stop) return -1;
+    const found = buffer.subarray(loopEnd, stop).indexOf(byte);
+    return found < 0 ? -1 : loopEnd + found - this.#start;
+  }
+
+  /** Parses the bytes at [offset, offset + length) as parseDecimal does. */
+  decimal(offset: number, length: number): number | null {
+    const from = this.#start + offset;
+    return parseDecimal(this.#buffer, from, from + length);
   }
 
   /** Returns a view of unread bytes that is valid only until the next push or consume. */
@@ -193,7 +209,10 @@ class ByteQueue {
 
   /** Returns a copy, so that a stored argument does not pin the whole buffer. */
   copy(offset: number, length: number): Buffer {
-    return Buffer.from(this.view(offset, length));
+    const from = this.#start + offset;
+    const out = Buffer.allocUnsafe(length);
+    this.#buffer.copy(out, 0, from, from + length);
+    return out;
   }
 
   consume(count: number): void {
@@ -210,18 +229,18 @@ class ByteQueue {
  * no `+`, no leading zeros, no spaces, and no `-0`. Returns null when invalid.
  * NOTE: values beyond 2^53 lose precision, because RESP integers map to JS numbers.
  */
-function parseDecimal(bytes: Uint8Array): number | null {
-  const length = bytes.length;
+function parseDecimal(bytes: Uint8Array, start = 0, end = bytes.length): number | null {
+  const length = end - start;
   if (length === 0 || length > 20) return null;
-  if (length === 1 && bytes[0] === 0x30) return 0;
+  if (length === 1 && bytes[start] === 0x30) return 0;
 
-  let i = 0;
-  const negative = bytes[0] === 0x2d;
-  if (negative) i = 1;
-  if (i >= length || bytes[i] < 0x31 || bytes[i] > 0x39) return null;
+  let i = start;
+  const negative = bytes[start] === 0x2d;
+  if (negative) i++;
+  if (i >= end || bytes[i] < 0x31 || bytes[i] > 0x39) return null;
 
   let value = 0;
-  for (; i < length; i++) {
+  for (; i < end; i++) {
     const digit = bytes[i] - 0x30;
     if (digit < 0 || digit > 9) return null;
     value = value * 10 + digit;
@@ -237,7 +256,7 @@ function readLengthLine(queue: ByteQueue): LengthLine {
   if (newline < 0) return queue.length >= MAX_LENGTH_LINE_BYTES ? { kind: "tooLong" } : { kind: "incomplete" };
   if (newline < 2 || queue.byteAt(newline - 1) !== CR) return { kind: "invalid" };
 
-  const value = parseDecimal(queue.view(1, newline - 2));
+  const value = queue.decimal(1, newline - 2);
   if (value === null) return { kind: "invalid" };
   return { kind: "length", value, lineBytes: newline + 1 };
 }

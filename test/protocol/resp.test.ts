@@ -275,6 +275,20 @@ describe("chunked input", () => {
     }
   });
 
+  test("long inline line split at every offset", () => {
+    // Past the first 32 bytes the search for LF takes another path.
+    const value = "v".repeat(70);
+    const input = bytes(`SET key ${value}\r\nPING\r\n`);
+    for (let split = 0; split <= input.length; split++) {
+      const parser = new RespParser(DEFAULT_RESP_LIMITS);
+      parser.push(input.subarray(0, split));
+      const first = drain(parser);
+      parser.push(input.subarray(split));
+      const second = drain(parser);
+      expect({ split, commands: [...first.commands, ...second.commands] }).toEqual({ split, commands: [["SET", "key", value], ["PING"]] });
+    }
+  });
+
   test("split inside length line", () => {
     const input = bytes("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n");
     const splitAt = input.indexOf("$4") + 1;
