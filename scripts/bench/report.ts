@@ -142,7 +142,10 @@ export function formatTargetTable(rows: RowSummary[]): string {
   ];
   const fromBench = checkTargets(rows, "bench");
   const fromRedisBenchmark = new Map(checkTargets(rows, "redis-benchmark").map((check) => [check.target, check]));
-  const verdict = (check: TargetCheck | undefined) => (check ? (check.passed ? "pass" : "fail") : "");
+  const verdict = (check: TargetCheck | undefined): string => {
+    if (!check) return "";
+    return check.passed ? "pass" : "fail";
+  };
   for (const check of fromBench) {
     const other = fromRedisBenchmark.get(check.target);
     lines.push(`| ${check.target} | ${check.measured} | ${verdict(check)} | ${other?.measured ?? "not run"} | ${verdict(other)} |`);
@@ -214,7 +217,7 @@ ${serverList}
   written once before the first measurement, so a GET that finds no value
   counts as an error.
 - The RESP servers, EchoKV and Redis, are also driven by redis-benchmark
-  (\`redis-benchmark -c 64 -n N -r ${count(settings.keyCount)} -e --csv SET bench:__rand_int__ VALUE\`,
+  (\`redis-benchmark -c 64 -n N -r ${settings.keyCount} -e --csv SET bench:__rand_int__ VALUE\`,
   and \`GET bench:__rand_int__\` with or without \`linearizable\`; \`-c 1\` for
   sequential SET), in the same rotation, right after the Bun generator's
   run of the same workload. It shows how much a result depends on the load
