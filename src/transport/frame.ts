@@ -40,7 +40,13 @@ export function encodeFrame(value: unknown): Uint8Array {
     throw new Error(`frame body of ${body.byteLength} bytes exceeds the 4-byte length header`);
   }
   const frame = new Uint8Array(FRAME_HEADER_BYTES + body.byteLength);
-  new DataView(frame.buffer).setUint32(0, body.byteLength, false);
+  // Byte by byte: a DataView needs `frame.buffer`, and asking a small typed
+  // array for it moves the bytes out of the collected heap.
+  const length = body.byteLength;
+  frame[0] = length >>> 24;
+  frame[1] = (length >>> 16) & 0xff;
+  frame[2] = (length >>> 8) & 0xff;
+  frame[3] = length & 0xff;
   frame.set(body, FRAME_HEADER_BYTES);
   return frame;
 }
@@ -95,7 +101,7 @@ export class FrameDecoder {
     if (this.#bodyBytes < 0) {
       if (this.#bufferedBytes < FRAME_HEADER_BYTES) return { kind: "incomplete" };
       const header = this.#take(FRAME_HEADER_BYTES);
-      const length = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).getUint32(0, false);
+      const length = ((header[0] << 24) | (header[1] << 16) | (header[2] << 8) | header[3]) >>> 0;
       if (length > this.#maxFrameBytes) {
         return this.#fail(`frame length ${length} exceeds the maximum of ${this.#maxFrameBytes} bytes`);
       }
