@@ -9,11 +9,11 @@
 // `redis-server` or `redis-benchmark` is missing. This process then drives
 // each system with the same workloads: sequential SET, and SET, local GET and
 // linearizable GET with 64 requests in flight. redis-benchmark drives the
-// RESP servers a second time, as a lighter load generator. It prints tables
-// of medians, stops every
-// process it started by PID and removes its directory. A full run rewrites
-// its section of docs/benchmarks.md. --quick (1 run, short runs, 10,000
-// keys) only prints, for smoke tests. Needs `npm run build` first.
+// RESP servers a second time, as a second load generator. It prints tables
+// of medians, stops every process it started by PID and removes its
+// directory. A full run rewrites its section of docs/benchmarks.md. --quick
+// (1 run, short runs, 10,000 keys) only prints, for smoke tests. Needs
+// `npm run build` first.
 
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,7 +34,7 @@ import {
   type RunSettings,
   type SystemDescription,
 } from "./bench/report.ts";
-import { DRIVER_TITLES, measureRedisBenchmarkRun, type Driver } from "./bench/redis-benchmark.ts";
+import { DRIVER_TITLES, measureRedisBenchmarkRun, runRedisBenchmark, type Driver } from "./bench/redis-benchmark.ts";
 import { startEchoKv, startEtcd, startRedis, type BenchSystem } from "./bench/systems.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
@@ -224,7 +224,7 @@ async function main(): Promise<void> {
           if (run === 1) await runLoad(warmup, operation, () => system.connect());
           record(system, workload, "bench", run, await measureRun(system, spec, operation));
           if (system.respPort === null) continue;
-          if (run === 1) await measureRedisBenchmarkRun(system, workload, warmup, dataset);
+          if (run === 1) await runRedisBenchmark(system, workload, warmup, dataset);
           record(system, workload, "redis-benchmark", run, await measureRedisBenchmarkRun(system, workload, spec, dataset));
         }
       }
@@ -256,7 +256,13 @@ async function main(): Promise<void> {
     const loadAtEnd = readLoadAverage();
     const diskAtEnd = measureDiskSpeed(workDirectory);
 
-    console.log(`\n${formatResultsTable(rowsOf(rows, "bench"))}\n\nredis-benchmark:\n\n${formatResultsTable(rowsOf(rows, "redis-benchmark"))}\n\nEchoKV / etcd:\n\n${formatRatioTable(rows)}\n\nTargets:\n\n${formatTargetTable(rows)}\n`);
+    const tables = [
+      formatResultsTable(rowsOf(rows, "bench")),
+      `redis-benchmark:\n\n${formatResultsTable(rowsOf(rows, "redis-benchmark"))}`,
+      `EchoKV / etcd:\n\n${formatRatioTable(rows)}`,
+      `Targets:\n\n${formatTargetTable(rows)}`,
+    ];
+    console.log(`\n${tables.join("\n\n")}\n`);
     for (const note of notes) console.log(`note: ${note}`);
 
     if (settings.quick) {

@@ -54,33 +54,46 @@ export function checkServersRunning(system: BenchSystem): void {
   }
 }
 
-/** Runs `operation` against `system` once under `spec` and measures it. */
-export async function measureRun(system: BenchSystem, spec: LoadSpec, operation: Operation): Promise<RunMeasurement> {
+/** Figures a load generator reports about one run. */
+export type LoadOutcome = Pick<RunMeasurement, "okOps" | "errors" | "elapsedSeconds" | "opsPerSecond" | "p50Ms" | "p99Ms" | "generatorCpuSeconds">;
+
+/** Runs `generate` once and adds the servers' CPU time, peak memory and the load average around it. */
+export async function measureServers(system: BenchSystem, generate: () => Promise<LoadOutcome>): Promise<RunMeasurement> {
   checkServersRunning(system);
   const pids = system.servers.map((server) => server.pid);
   const loadBefore = readLoadAverage()[0];
   const cpuBefore = pids.map(readCpuSeconds);
-  const generatorBefore = process.cpuUsage();
 
-  const result = await runLoad(spec, operation, () => system.connect());
+  const outcome = await generate();
 
-  const generatorUsage = process.cpuUsage(generatorBefore);
   const cpuAfter = pids.map(readCpuSeconds);
   const loadAfter = readLoadAverage()[0];
   checkServersRunning(system);
 
   return {
-    okOps: result.okOps,
-    errors: result.errors,
-    elapsedSeconds: result.elapsedSeconds,
-    opsPerSecond: result.okOps / result.elapsedSeconds,
-    p50Ms: quantile(result.latenciesMs, 0.5),
-    p99Ms: quantile(result.latenciesMs, 0.99),
+    ...outcome,
     serverCpuSeconds: cpuAfter.map((after, index) => after - cpuBefore[index]),
     peakRssBytes: pids.map(readPeakRssBytes),
-    generatorCpuSeconds: (generatorUsage.user + generatorUsage.system) / 1e6,
     loadAverage: [loadBefore, loadAfter],
   };
+}
+
+/** Runs `operation` against `system` once under `spec` with this process's load generator, and measures it. */
+export function measureRun(system: BenchSystem, spec: LoadSpec, operation: Operation): Promise<RunMeasurement> {
+  return measureServers(system, async () => {
+    const generatorBefore = process.cpuUsage();
+    const result = await runLoad(spec, operation, () => system.connect());
+    const generatorUsage = process.cpuUsage(generatorBefore);
+    return {
+      okOps: result.okOps,
+      errors: result.errors,
+      elapsedSeconds: result.elapsedSeconds,
+      opsPerSecond: result.okOps / result.elapsedSeconds,
+      p50Ms: quantile(result.latenciesMs, 0.5),
+      p99Ms: quantile(result.latenciesMs, 0.99),
+      generatorCpuSeconds: (generatorUsage.user + generatorUsage.system) / 1e6,
+    };
+  });
 }
 
 /** Returns the median of `values`, which is the mean of the middle two for an even count. */

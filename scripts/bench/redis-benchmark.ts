@@ -4,8 +4,7 @@
 // speaks no RESP, so its rows always come from the Bun generator.
 
 import type { Dataset, LoadSpec, Workload } from "./load.ts";
-import type { RunMeasurement } from "./measure.ts";
-import { readCpuSeconds, readLoadAverage, readPeakRssBytes } from "./processes.ts";
+import { measureServers, type LoadOutcome, type RunMeasurement } from "./measure.ts";
 import type { BenchSystem } from "./systems.ts";
 
 /** Program that sent the load of a run. */
@@ -50,22 +49,13 @@ function parseCsvResult(output: string): { opsPerSecond: number; p50Ms: number; 
 
 /**
  * Runs redis-benchmark once against `system` with `spec.concurrency`
- * connections and `spec.maxOps` requests, and measures the servers as
- * measureRun does. redis-benchmark has no time limit, so a run that takes
- * three times `spec.maxSeconds` is stopped and fails. It prints at most one
- * error reply per second, so the error count is a lower bound.
+ * connections and `spec.maxOps` requests. redis-benchmark has no time
+ * limit, so a run that takes three times `spec.maxSeconds` is stopped and
+ * fails. It prints at most one error reply per second, so the error count
+ * is a lower bound.
  */
-export async function measureRedisBenchmarkRun(
-  system: BenchSystem,
-  workload: Workload,
-  spec: LoadSpec,
-  dataset: Dataset,
-): Promise<RunMeasurement> {
+export async function runRedisBenchmark(system: BenchSystem, workload: Workload, spec: LoadSpec, dataset: Dataset): Promise<LoadOutcome> {
   if (system.respPort === null) throw new Error(`${system.name} has no RESP port for redis-benchmark`);
-  const pids = system.servers.map((server) => server.pid);
-  const loadBefore = readLoadAverage()[0];
-  const cpuBefore = pids.map(readCpuSeconds);
-
   const child = Bun.spawn(
     [
       "redis-benchmark",
@@ -80,32 +70,31 @@ export async function measureRedisBenchmarkRun(
     ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
-  const limit = setTimeout(() => child.kill("SIGKILL"), spec.maxSeconds * 3 * 1000);
+  const limitSeconds = spec.maxSeconds * 3;
+  const limit = setTimeout(() => child.kill("SIGKILL"), limitSeconds * 1000);
   const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
   await child.exited;
   clearTimeout(limit);
 
-  const cpuAfter = pids.map(readCpuSeconds);
-  const loadAfter = readLoadAverage()[0];
   const result = parseCsvResult(stdout);
   if (child.exitCode !== 0 || result === null) {
-    const reason = child.signalCode === "SIGKILL" ? `stopped after ${spec.maxSeconds * 3} s` : `exited with ${child.exitCode ?? child.signalCode}`;
+    const reason = child.signalCode === "SIGKILL" ? `stopped after ${limitSeconds} s` : `exited with ${child.exitCode ?? child.signalCode}`;
     throw new Error(`redis-benchmark against ${system.name} ${reason}: ${(stderr || stdout).trim().slice(0, 500)}`);
   }
   const errorLines = stdout.split("\n").filter((line) => line.startsWith("Error from server")).length;
-  const errors = new Map<string, number>(errorLines > 0 ? [["error replies (at least)", errorLines]] : []);
   const usage = child.resourceUsage();
-
   return {
     okOps: spec.maxOps,
-    errors,
+    errors: new Map<string, number>(errorLines > 0 ? [["error replies (at least)", errorLines]] : []),
     elapsedSeconds: spec.maxOps / result.opsPerSecond,
     opsPerSecond: result.opsPerSecond,
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
-    serverCpuSeconds: cpuAfter.map((after, index) => after - cpuBefore[index]),
-    peakRssBytes: pids.map(readPeakRssBytes),
     generatorCpuSeconds: usage ? Number(usage.cpuTime.total) / 1e6 : Number.NaN,
-    loadAverage: [loadBefore, loadAfter],
   };
+}
+
+/** Runs redis-benchmark once against `system` and measures the servers as measureRun does. */
+export function measureRedisBenchmarkRun(system: BenchSystem, workload: Workload, spec: LoadSpec, dataset: Dataset): Promise<RunMeasurement> {
+  return measureServers(system, () => runRedisBenchmark(system, workload, spec, dataset));
 }

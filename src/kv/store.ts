@@ -1,3 +1,4 @@
+import { copyBytes } from "../bytes.ts";
 import { commandRanges } from "./command.ts";
 
 /** Result of applying one command: SET returns "OK", DEL the number of keys removed. */
@@ -63,17 +64,6 @@ function writeU32(bytes: Uint8Array, offset: number, value: number): void {
   bytes[offset + 1] = (value >>> 8) & 0xff;
   bytes[offset + 2] = (value >>> 16) & 0xff;
   bytes[offset + 3] = value >>> 24;
-}
-
-const bufferCopy = Buffer.prototype.copy;
-
-/**
- * Copies `source[start, end)` into `target` at `at`. Buffer's copy reads a
- * plain Uint8Array in place, where `subarray` would first move a small
- * array's bytes out of the collected heap.
- */
-function copyBytes(source: Uint8Array, start: number, end: number, target: Uint8Array, at: number): void {
-  bufferCopy.call(source, target, at, start, end);
 }
 
 /** FNV-1a over the bytes, from a per-store seed, with a final avalanche so the low bits spread. */

@@ -3,6 +3,7 @@
 
 import { decode, encode } from "cborg";
 import type { DecodeOptions, EncodeOptions } from "cborg";
+import { readUint32BE, writeUint32BE } from "../bytes.ts";
 
 export const FRAME_HEADER_BYTES = 4;
 
@@ -40,13 +41,7 @@ export function encodeFrame(value: unknown): Uint8Array {
     throw new Error(`frame body of ${body.byteLength} bytes exceeds the 4-byte length header`);
   }
   const frame = new Uint8Array(FRAME_HEADER_BYTES + body.byteLength);
-  // Byte by byte: a DataView needs `frame.buffer`, and asking a small typed
-  // array for it moves the bytes out of the collected heap.
-  const length = body.byteLength;
-  frame[0] = length >>> 24;
-  frame[1] = (length >>> 16) & 0xff;
-  frame[2] = (length >>> 8) & 0xff;
-  frame[3] = length & 0xff;
+  writeUint32BE(frame, 0, body.byteLength);
   frame.set(body, FRAME_HEADER_BYTES);
   return frame;
 }
@@ -101,7 +96,7 @@ export class FrameDecoder {
     if (this.#bodyBytes < 0) {
       if (this.#bufferedBytes < FRAME_HEADER_BYTES) return { kind: "incomplete" };
       const header = this.#take(FRAME_HEADER_BYTES);
-      const length = ((header[0] << 24) | (header[1] << 16) | (header[2] << 8) | header[3]) >>> 0;
+      const length = readUint32BE(header, 0);
       if (length > this.#maxFrameBytes) {
         return this.#fail(`frame length ${length} exceeds the maximum of ${this.#maxFrameBytes} bytes`);
       }
