@@ -1,7 +1,7 @@
 // Frame codec for the peer protocol: a 4-byte big-endian unsigned body length
 // followed by that many bytes of CBOR (RFC 8949) encoded with cborg.
 
-import { decode, encode } from "cborg";
+import { decode, encode, encodeInto } from "cborg";
 import type { DecodeOptions, EncodeOptions } from "cborg";
 import { readUint32BE, writeUint32BE } from "../bytes.ts";
 
@@ -28,14 +28,31 @@ const DECODE_OPTIONS: DecodeOptions = {
 };
 
 /**
+ * Buffer that frames are encoded into, after room for the header. cborg's
+ * `encode` starts a new chunk after each byte string of 64 bytes or more, so
+ * an append costs a chunk and a view per log entry, and two copies of its body.
+ */
+const scratch = new Uint8Array(4 << 20);
+const scratchBody = scratch.subarray(FRAME_HEADER_BYTES);
+
+/**
  * Encodes `value` as one frame: the header, then the body. Throws if cborg
  * cannot encode the value or the body exceeds 4 GiB.
- *
- * cborg's `encode` takes a direct path that skips building a token tree,
- * but `encodedLength` does not. Measuring first cost more CPU than copying
- * the body once behind the header.
  */
 export function encodeFrame(value: unknown): Uint8Array {
+  let written: number;
+  try {
+    written = encodeInto(value, scratchBody, ENCODE_OPTIONS).written;
+  } catch {
+    // The body is too large for the buffer, or cborg cannot encode the value and `encode` throws again.
+    return encodeLargeFrame(value);
+  }
+  const frame = scratch.slice(0, FRAME_HEADER_BYTES + written);
+  writeUint32BE(frame, 0, written);
+  return frame;
+}
+
+function encodeLargeFrame(value: unknown): Uint8Array {
   const body = encode(value, ENCODE_OPTIONS);
   if (body.byteLength > MAX_HEADER_LENGTH) {
     throw new Error(`frame body of ${body.byteLength} bytes exceeds the 4-byte length header`);

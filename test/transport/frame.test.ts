@@ -55,6 +55,28 @@ describe("encodeFrame", () => {
     expect(frame.buffer.byteLength).toBe(frame.length);
   });
 
+  test("frames encoded one after another keep their own bytes", () => {
+    const first = encodeFrame({ data: new Uint8Array(300).fill(1) });
+    const copy = first.slice();
+    encodeFrame({ data: new Uint8Array(300).fill(2) });
+
+    expect(first).toEqual(copy);
+  });
+
+  test("a body larger than the encoding buffer is framed whole", () => {
+    const data = new Uint8Array(5 << 20).fill(7);
+    const decoder = new FrameDecoder(6 << 20);
+    decoder.push(encodeFrame({ data }));
+
+    const [value] = drain(decoder) as [{ data: Uint8Array }];
+    expect(value.data.length).toBe(data.length);
+    expect(value.data.every((byte) => byte === 7)).toBe(true);
+  });
+
+  test("a value cborg cannot encode throws", () => {
+    expect(() => encodeFrame({ f: () => 1 })).toThrow();
+  });
+
   test("omits undefined optional fields", () => {
     const entry = { index: 1, term: 1, kind: "command", data: new Uint8Array([1]), members: undefined };
     const decoder = new FrameDecoder(1024);
