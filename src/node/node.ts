@@ -71,11 +71,18 @@ export interface NodeOptions {
   snapshotLogBytes: number;
 }
 
+/** Receiver of a proposal's outcome: its result once applied, or the error that ended it. */
+export interface ProposalWaiter {
+  applied(result: ApplyResult): void;
+  failed(err: NodeError): void;
+}
+
 interface PendingProposal {
   term: number;
   deadline: number;
-  resolve: (result: ApplyResult) => void;
-  reject: (err: NodeError) => void;
+  waiter: ProposalWaiter;
+  /** The outcome, set when the entry is applied and reported after the ready batches. */
+  outcome: ApplyResult | NodeError | null;
 }
 
 interface PendingRead {
@@ -137,6 +144,8 @@ export class EchoNode {
   #failed = false;
 
   #proposals = new Map<number, PendingProposal>();
+  /** Proposals applied during the current ready batches, reported once they are handled. */
+  #settledProposals: PendingProposal[] = [];
   #nextReadId = 1;
   #reads = new Map<number, PendingRead>();
   #readsWaitingForApply: ReadWaitingForApply[] = [];
@@ -335,10 +344,12 @@ export class EchoNode {
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
     const err = new NodeError("SHUTDOWN", "the node is shutting down");
-    for (const proposal of this.#proposals.values()) proposal.reject(err);
+    this.#notifySettled();
+    const proposals = [...this.#proposals.values()];
+    this.#proposals.clear();
+    for (const proposal of proposals) this.#notify(proposal.waiter, err);
     for (const read of this.#reads.values()) read.reject(err);
     for (const waiting of this.#readsWaitingForApply) waiting.read.reject(err);
-    this.#proposals.clear();
     this.#reads.clear();
     this.#readsWaitingForApply = [];
     this.#transfers.close();
@@ -432,7 +443,16 @@ export class EchoNode {
   /** Replicates a write; resolves once a majority committed it and it was applied here. */
   propose(command: KvCommand): Promise<ApplyResult> {
     this.#checkServing();
-    return this.#track(this.#core.propose(encodeCommand(command)));
+    return new Promise((resolve, reject) => this.submit(command, { applied: resolve, failed: reject }));
+  }
+
+  /**
+   * Proposes `command` and reports its outcome to `waiter`, without a
+   * promise. Throws at once when this node cannot take the proposal.
+   */
+  submit(command: KvCommand, waiter: ProposalWaiter): void {
+    this.#checkServing();
+    this.#track(this.#core.propose(encodeCommand(command)), waiter);
   }
 
   /**
@@ -578,7 +598,7 @@ export class EchoNode {
     for (;;) {
       const result = this.#core.proposeConfChange(change);
       if (result.ok || result.code !== "BUSY" || Date.now() >= deadline) {
-        await this.#track(result);
+        await new Promise((resolve, reject) => this.#track(result, { applied: resolve, failed: reject }));
         const target = change.type === "remove" ? change.id : change.member.id;
         this.#logger.info("membership change committed", { change: change.type, target });
         return;
@@ -588,35 +608,50 @@ export class EchoNode {
     }
   }
 
-  #track(result: ProposeResult): Promise<ApplyResult> {
+  /** Registers `waiter` for the proposal that `result` names, or throws the error for a rejected proposal. */
+  #track(result: ProposeResult, waiter: ProposalWaiter): void {
     if (!result.ok) {
       switch (result.code) {
         case "NOTLEADER":
-          return Promise.reject(this.#notLeaderError());
+          throw this.#notLeaderError();
         case "BUSY":
-          return Promise.reject(new NodeError("BUSY", result.reason));
+          throw new NodeError("BUSY", result.reason);
         case "INVALID":
-          return Promise.reject(new NodeError("INVALID", result.reason));
+          throw new NodeError("INVALID", result.reason);
         default: {
           const unreachable: never = result;
           throw new Error(`unknown propose result ${JSON.stringify(unreachable)}`);
         }
       }
     }
-    // An older proposal waiting on this index lost its slot when the log was truncated.
-    this.#proposals.get(result.index)?.reject(
-      new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it"),
-    );
-    const promise = new Promise<ApplyResult>((resolve, reject) => {
-      this.#proposals.set(result.index, {
-        term: result.term,
-        deadline: Date.now() + this.#options.requestTimeoutMs,
-        resolve,
-        reject,
-      });
+    const replaced = this.#proposals.get(result.index);
+    this.#proposals.set(result.index, {
+      term: result.term,
+      deadline: Date.now() + this.#options.requestTimeoutMs,
+      waiter,
+      outcome: null,
     });
     this.#schedule();
-    return promise;
+    // An older proposal waiting on this index lost its slot when the log was truncated.
+    if (replaced) this.#notify(replaced.waiter, notAppliedError());
+  }
+
+  /** Reports `outcome` to `waiter`. A waiter that throws is a bug of its own, so it is logged and the node goes on. */
+  #notify(waiter: ProposalWaiter, outcome: ApplyResult | NodeError): void {
+    try {
+      if (outcome instanceof NodeError) waiter.failed(outcome);
+      else waiter.applied(outcome);
+    } catch (err) {
+      this.#logger.error("proposal waiter failed", { error: errorMessage(err) });
+    }
+  }
+
+  /** Reports the proposals applied by the ready batches just handled. */
+  #notifySettled(): void {
+    const settled = this.#settledProposals;
+    if (settled.length === 0) return;
+    this.#settledProposals = [];
+    for (const proposal of settled) this.#notify(proposal.waiter, proposal.outcome!);
   }
 
   #onMessage(message: PeerMessage): void {
@@ -693,6 +728,9 @@ export class EchoNode {
     } catch (err) {
       this.#fail(err);
       return;
+    } finally {
+      // After the loop, so that a waiter's reply cannot start a command while a batch is half handled.
+      this.#notifySettled();
     }
     this.#observeChanges();
   }
@@ -835,11 +873,8 @@ export class EchoNode {
     const proposal = this.#proposals.get(entry.index);
     if (!proposal) return;
     this.#proposals.delete(entry.index);
-    if (proposal.term === entry.term) {
-      proposal.resolve(result);
-    } else {
-      proposal.reject(new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it"));
-    }
+    proposal.outcome = proposal.term === entry.term ? result : notAppliedError();
+    this.#settledProposals.push(proposal);
   }
 
   // ------------------------------------------------------------ snapshots
@@ -1067,10 +1102,14 @@ export class EchoNode {
   /** Fails requests whose deadline passed; a timed-out write may still commit. */
   #expireRequests(): void {
     const now = Date.now();
+    const expired: PendingProposal[] = [];
     for (const [index, proposal] of this.#proposals) {
       if (proposal.deadline > now) continue;
       this.#proposals.delete(index);
-      proposal.reject(new NodeError("TIMEOUT", "the write timed out; its outcome is unknown and it may still be applied"));
+      expired.push(proposal);
+    }
+    for (const proposal of expired) {
+      this.#notify(proposal.waiter, new NodeError("TIMEOUT", "the write timed out; its outcome is unknown and it may still be applied"));
     }
     for (const [id, read] of this.#reads) {
       if (read.deadline > now) continue;
@@ -1189,4 +1228,8 @@ export class EchoNode {
     this.#logger.error(`${kind}; stopping the node`, { error: errorMessage(err) });
     this.#options.onFatal(error);
   }
+}
+
+function notAppliedError(): NodeError {
+  return new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it");
 }

@@ -4,6 +4,8 @@
 
 import { NodeError } from "../node/errors.ts";
 import type { EchoNode } from "../node/node.ts";
+import type { KvCommand } from "../kv/command.ts";
+import type { ApplyResult } from "../kv/store.ts";
 import type { SnapshotRecord } from "../storage/sqlite.ts";
 import type { Member } from "../raft/types.ts";
 import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
@@ -63,6 +65,16 @@ export interface CommandSpec {
   /** Whether a follower forwards the command to the leader. */
   leaderOnly: boolean;
   run(ctx: CommandContext, args: Buffer[]): Reply;
+  /** Set for a write that a leader may propose without going through run(). */
+  write?: LeaderWrite;
+}
+
+/** A write as the leader proposes it: the command for the arguments, and the reply to its result. */
+export interface LeaderWrite {
+  /** Returns the command for `args` (after the name). Throws a NodeError for an invalid argument. */
+  command(ctx: CommandContext, args: Buffer[]): KvCommand;
+  /** Returns the reply to the command's apply result. */
+  reply(result: ApplyResult): Buffer;
 }
 
 const PONG = simpleString("PONG");
@@ -92,6 +104,33 @@ function isLeadershipError(err: unknown): boolean {
   return err instanceof NodeError && (err.code === "NOTLEADER" || err.code === "NOLEADER");
 }
 
+const SET_WRITE: LeaderWrite = {
+  command: (ctx, [key, value]) => {
+    checkKey(ctx, key);
+    if (value.byteLength > ctx.limits.maxValueBytes) {
+      throw new NodeError(
+        "TOOLARGE",
+        `value of ${value.byteLength} bytes exceeds the limit of ${ctx.limits.maxValueBytes} bytes (--max-value-bytes)`,
+      );
+    }
+    return { op: "set", key, value };
+  },
+  reply: () => OK,
+};
+
+const DEL_WRITE: LeaderWrite = {
+  command: (ctx, keys) => {
+    for (const key of keys) checkKey(ctx, key);
+    return { op: "del", keys };
+  },
+  reply: (removed) => integer(removed === "OK" ? 0 : removed),
+};
+
+/** Proposes `write` and returns the promise of its reply, for dispatch(). */
+function proposeWrite(ctx: CommandContext, write: LeaderWrite, args: Buffer[]): Promise<Buffer> {
+  return ctx.node.propose(write.command(ctx, args)).then(write.reply);
+}
+
 const COMMANDS: Record<string, CommandSpec> = {
   PING: {
     minArgs: 0,
@@ -107,26 +146,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 2,
     kind: "write",
     leaderOnly: true,
-    run: (ctx, [key, value]) => {
-      checkKey(ctx, key);
-      if (value.byteLength > ctx.limits.maxValueBytes) {
-        throw new NodeError(
-          "TOOLARGE",
-          `value of ${value.byteLength} bytes exceeds the limit of ${ctx.limits.maxValueBytes} bytes (--max-value-bytes)`,
-        );
-      }
-      return ctx.node.propose({ op: "set", key, value }).then(() => OK);
-    },
+    write: SET_WRITE,
+    run: (ctx, args) => proposeWrite(ctx, SET_WRITE, args),
   },
   DEL: {
     minArgs: 1,
     maxArgs: Infinity,
     kind: "write",
     leaderOnly: true,
-    run: (ctx, keys) => {
-      for (const key of keys) checkKey(ctx, key);
-      return ctx.node.propose({ op: "del", keys }).then((removed) => integer(removed === "OK" ? 0 : removed));
-    },
+    write: DEL_WRITE,
+    run: (ctx, args) => proposeWrite(ctx, DEL_WRITE, args),
   },
   GET: {
     minArgs: 1,
@@ -393,6 +422,29 @@ export function dispatch(ctx: CommandContext, args: Buffer[], name = text(args[0
     }
   };
   return { kind: spec.kind, reply: run };
+}
+
+/**
+ * Returns the write that `args` (name included) requests when this node can
+ * propose it at once: it leads, the command came from a client and not as
+ * FORWARDED, and the arity is valid. Returns null for every other command,
+ * which goes through dispatch().
+ */
+export function leaderWrite(ctx: CommandContext, args: Buffer[], name: string): LeaderWrite | null {
+  const spec = COMMANDS[name];
+  if (spec?.write === undefined || ctx.forwarded || ctx.node.role !== "leader" || ctx.node.removed) return null;
+  const count = args.length - 1;
+  return count >= spec.minArgs && count <= spec.maxArgs ? spec.write : null;
+}
+
+/**
+ * Returns the reply to a write from leaderWrite() that failed with `err`. A
+ * leadership error retries the command, here or on the new leader, as
+ * dispatch() does.
+ */
+export function leaderWriteFailed(ctx: CommandContext, args: Buffer[], name: string, err: unknown): Reply {
+  if (!isLeadershipError(err)) return errorReply(err);
+  return settle(runOnLeader(ctx, COMMANDS[name], args));
 }
 
 /**

@@ -6,10 +6,23 @@
 
 import type { Socket, TCPSocketListener } from "bun";
 import { errorMessage, type Logger } from "../log.ts";
-import type { EchoNode } from "../node/node.ts";
+import type { KvCommand } from "../kv/command.ts";
+import type { ApplyResult } from "../kv/store.ts";
+import type { EchoNode, ProposalWaiter } from "../node/node.ts";
 import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
 import { listenFailure, parseHostPort } from "../transport/address.ts";
-import { dispatch, type CommandContext, type CommandKind, type Consistency, type Reply, type ServerLimits } from "./commands.ts";
+import {
+  dispatch,
+  leaderWrite,
+  leaderWriteFailed,
+  type CommandContext,
+  type CommandKind,
+  type Consistency,
+  type LeaderWrite,
+  type Reply,
+  type ServerLimits,
+} from "./commands.ts";
+import { errorReply } from "./replies.ts";
 import { LeaderForwarder } from "./forward.ts";
 
 export interface ServerOptions {
@@ -31,6 +44,40 @@ const MAX_OUTPUT_BUFFER_BYTES = 256 * 1024 * 1024;
 
 interface Slot {
   reply: Buffer | null;
+}
+
+type FinishWrite = (socket: Socket<Connection>, slot: Slot, reply: Buffer) => void;
+
+/**
+ * A write proposed on this leader: the slot of its reply, and the waiter of
+ * its proposal. It takes the place of the promises and closures that
+ * dispatch() would create for the write.
+ */
+class PendingWrite implements Slot, ProposalWaiter {
+  reply: Buffer | null = null;
+  readonly #socket: Socket<Connection>;
+  readonly #write: LeaderWrite;
+  readonly #args: Buffer[];
+  readonly #name: string;
+  readonly #finish: FinishWrite;
+
+  constructor(socket: Socket<Connection>, write: LeaderWrite, args: Buffer[], name: string, finish: FinishWrite) {
+    this.#socket = socket;
+    this.#write = write;
+    this.#args = args;
+    this.#name = name;
+    this.#finish = finish;
+  }
+
+  applied(result: ApplyResult): void {
+    this.#finish(this.#socket, this, this.#write.reply(result));
+  }
+
+  failed(err: Error): void {
+    const reply = leaderWriteFailed(this.#socket.data.context, this.#args, this.#name, err);
+    if (reply instanceof Promise) reply.then((buffer) => this.#finish(this.#socket, this, buffer));
+    else this.#finish(this.#socket, this, reply);
+  }
 }
 
 /** A command that waits for earlier commands of its connection before it starts. */
@@ -80,6 +127,7 @@ export class RespServer {
   readonly #parserLimits: RespLimits;
   #listener: TCPSocketListener<Connection> | null = null;
   #clients = 0;
+  readonly #finishWrite: FinishWrite = (socket, slot, reply) => this.#finish(socket, "write", slot, reply);
 
   constructor(options: ServerOptions) {
     this.#options = options;
@@ -196,6 +244,13 @@ export class RespServer {
 
   #execute(socket: Socket<Connection>, args: Buffer[], name: string): void {
     const conn = socket.data;
+    if (conn.waiting.length === 0 && !mustWait(conn, "write")) {
+      const write = leaderWrite(conn.context, args, name);
+      if (write !== null) {
+        this.#proposeWrite(socket, write, args, name);
+        return;
+      }
+    }
     const { kind, reply } = dispatch(conn.context, args, name);
     if (conn.waiting.length > 0 || mustWait(conn, kind)) {
       const slot: Slot = { reply: null };
@@ -204,6 +259,26 @@ export class RespServer {
       return;
     }
     this.#start(socket, kind, reply, null);
+  }
+
+  /** Proposes a write on this leader, the common case, without the promises of dispatch(). */
+  #proposeWrite(socket: Socket<Connection>, write: LeaderWrite, args: Buffer[], name: string): void {
+    const conn = socket.data;
+    let command: KvCommand;
+    try {
+      command = write.command(conn.context, args.slice(1));
+    } catch (err) {
+      this.#enqueue(socket, errorReply(err));
+      return;
+    }
+    const pending = new PendingWrite(socket, write, args, name, this.#finishWrite);
+    conn.slots.push(pending);
+    conn.pending++;
+    try {
+      this.#options.node.submit(command, pending);
+    } catch (err) {
+      pending.failed(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** Runs a command; its reply goes to `slot`, or to the end of the queue when null. */
