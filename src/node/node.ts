@@ -42,6 +42,12 @@ import { NodeError } from "./errors.ts";
 
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
+/**
+ * Spread of the snapshot limits. Each snapshot waits for between 75% and
+ * 125% of them, drawn anew each time, so that the members of a cluster do
+ * not all pause for a snapshot at once and a quorum keeps committing.
+ */
+const SNAPSHOT_LIMIT_SPREAD = 0.25;
 /** A log write slower than this is logged. */
 const SLOW_WRITE_MS = 500;
 /** Interval between snapshot requests from a node without its key-value state, until one arrives. */
@@ -187,6 +193,8 @@ export class EchoNode {
   #lastSnapshotIndex = 0;
   /** Bytes of entries applied since the newest snapshot. */
   #logBytesSinceSnapshot = 0;
+  /** Factor of the snapshot limits for the next snapshot (see SNAPSHOT_LIMIT_SPREAD). */
+  #snapshotLimitScale = drawSnapshotLimitScale();
   #snapshotInProgress: Promise<SnapshotRecord> | null = null;
   /** A verified snapshot from the leader, waiting for the core to accept it. */
   #receivedSnapshot: LoadedSnapshot | null = null;
@@ -883,7 +891,8 @@ export class EchoNode {
   #maybeSnapshot(): void {
     if (this.#snapshotInProgress || this.#missingState) return;
     const entries = this.#appliedIndex - this.#lastSnapshotIndex;
-    if (entries < this.#options.snapshotEntries && this.#logBytesSinceSnapshot < this.#options.snapshotLogBytes) return;
+    const scale = this.#snapshotLimitScale;
+    if (entries < this.#options.snapshotEntries * scale && this.#logBytesSinceSnapshot < this.#options.snapshotLogBytes * scale) return;
     if (entries <= 0) return;
     this.snapshot().catch((err) => this.#logger.error("snapshot failed", { error: errorMessage(err) }));
   }
@@ -908,6 +917,7 @@ export class EchoNode {
     const started = performance.now();
     this.#lastSnapshotIndex = index;
     this.#logBytesSinceSnapshot = 0;
+    this.#snapshotLimitScale = drawSnapshotLimitScale();
     const work = this.#snapshots.take(meta, this.store, this.#clusterId ?? "").then(({ record, compactedTo }) => {
       // SQLite keeps the log back to the previous snapshot, in case this file
       // turns out damaged at the next start. Memory keeps only what follows
@@ -1232,4 +1242,8 @@ export class EchoNode {
 
 function notAppliedError(): NodeError {
   return new NodeError("NOTAPPLIED", "the write was not applied: leadership changed before it committed; retry it");
+}
+
+function drawSnapshotLimitScale(): number {
+  return 1 - SNAPSHOT_LIMIT_SPREAD + Math.random() * 2 * SNAPSHOT_LIMIT_SPREAD;
 }

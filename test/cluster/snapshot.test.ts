@@ -175,6 +175,31 @@ describe("snapshots", () => {
   );
 
   clusterTest(
+    "members snapshot at different indexes",
+    async () => {
+      const cluster = new Cluster({ name: "snap-spread", extraArgs: SNAPSHOT_FLAGS });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      // One write at a time, so that each node applies about one entry per batch.
+      for (let i = 0; i < 300; i++) expect(replyText(await cluster.command(leader, ["SET", `s${i}`, "v"]))).toBe("OK");
+      const firstIndexes: number[] = [];
+      for (const node of nodes) {
+        await node.waitForLog('msg="snapshot taken"', 10_000);
+        firstIndexes.push(Number(/msg="snapshot taken" index=(\d+)/.exec(node.log())?.[1]));
+      }
+
+      console.log(`first snapshot indexes: ${firstIndexes.join(", ")}`);
+      // Each waits for 75% to 125% of the 200 entries, give or take the entries applied in one batch.
+      for (const index of firstIndexes) {
+        expect(index).toBeGreaterThanOrEqual(150);
+        expect(index).toBeLessThanOrEqual(270);
+      }
+      expect(new Set(firstIndexes).size).toBeGreaterThan(1);
+    },
+    60_000,
+  );
+
+  clusterTest(
     "lone node with damaged snapshots",
     async () => {
       const cluster = new Cluster({ name: "snap-lone", extraArgs: SNAPSHOT_FLAGS });
