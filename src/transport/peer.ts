@@ -249,8 +249,10 @@ export class OutboundPeer {
   /** Ends the attempt and schedules the next one after the backoff delay. */
   #fail(attempt: Attempt, reason: string): void {
     if (this.#attempt !== attempt) return;
-    this.#teardown(attempt);
+    // Cleared first: ending the socket may run its close callback at once,
+    // which must not fail the same attempt again and start a second retry.
     this.#attempt = null;
+    this.#teardown(attempt);
     if (this.#stopped) return;
 
     this.#failures += 1;
@@ -264,6 +266,7 @@ export class OutboundPeer {
     } else {
       this.#logger.debug("peer connection attempt failed", { reason, failed_attempts: this.#failures, retry_ms: delayMs });
     }
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => this.#dial(), delayMs);
   }
 

@@ -148,6 +148,22 @@ describe("TcpTransport handshake", () => {
     expect(removals[0]).toBe("b");
   });
 
+  test("rejected dialer backs off", async () => {
+    const a = await harness.start("a", { reconnectInitialMs: 10, reconnectMaxMs: 100 });
+    const b = await harness.start("b");
+    b.transport.setRemovedNodes(["a"]);
+    harness.connectAll([a, b]);
+    await waitForLog(a, "peer rejected handshake");
+    await Bun.sleep(1000);
+
+    // Each rejection schedules one retry, after 5 to 10 ms, then twice as
+    // long each time up to 50 to 100 ms, so a second holds about 15 attempts.
+    const attempts = logLines(a, "peer connection attempt failed");
+    expect(attempts.length).toBeLessThan(40);
+    const counts = attempts.map((line) => Number(/failed_attempts=(\d+)/.exec(line)?.[1]));
+    expect(new Set(counts).size).toBe(counts.length);
+  });
+
   test("replies welcome to valid hello", async () => {
     const b = await harness.start("b");
     const client = await sendHello(b, "a");
