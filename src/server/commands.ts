@@ -351,6 +351,10 @@ function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
  * it has applied that index itself.
  */
 async function readBarrier(ctx: CommandContext): Promise<void> {
+  // Peers reject a removed node, so waiting for a leader would only time out.
+  if (ctx.node.removed) {
+    throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster; read from a current member, or read at the local level here`);
+  }
   if (ctx.node.role === "leader") {
     await ctx.node.readIndex();
     return;

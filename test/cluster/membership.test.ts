@@ -132,6 +132,11 @@ describe("remove a running follower", () => {
       );
       expect(follower.log()).toContain("a peer reports that this node was removed from the cluster");
       expect(describeReply(await sendCommand(follower.clientAddr, ["SET", "refused", "x"]))).toStartWith("-REMOVED");
+      // Reads that need a leader fail at once too, and local reads still work.
+      const started = Date.now();
+      expect(describeReply(await sendCommand(follower.clientAddr, ["GET", "late", "linearizable"]))).toStartWith("-REMOVED");
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(describeReply(await sendCommand(follower.clientAddr, ["GET", "late", "local"]))).not.toStartWith("-");
       expect(describeReply(await sendCommand(leader.clientAddr, ["GET", "refused"]))).toBe("nil");
 
       // Added back, it is a member again and takes writes.
