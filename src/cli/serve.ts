@@ -35,10 +35,10 @@ const serveArgs = {
   "max-key-bytes": { type: "string", description: "Largest accepted key, in bytes", default: String(64 * 1024) },
   "max-value-bytes": { type: "string", description: "Largest accepted value, in bytes", default: String(16 * 1024 * 1024) },
   "max-clients": { type: "string", description: "Maximum simultaneous client connections", default: "10000" },
-  "snapshot-entries": { type: "string", description: "Take a snapshot after about this many applied entries (each snapshot waits for 75% to 125% of it)", default: "50000" },
+  "snapshot-entries": { type: "string", description: "Take a snapshot after about this many applied entries: a random 75% to 125% of it, drawn for each snapshot", default: "50000" },
   "snapshot-log-bytes": {
     type: "string",
-    description: "Take a snapshot after about this many bytes of applied log entries (75% to 125% of it, as for --snapshot-entries)",
+    description: "Take a snapshot after about this many bytes of applied log entries, whichever limit comes first: a random 75% to 125% of it, as for --snapshot-entries",
     default: String(32 * 1024 * 1024),
   },
   restore: { type: "string", description: "Backup file (from 'echokv snapshot save') to start a new one-node cluster from" },
