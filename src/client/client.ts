@@ -90,6 +90,9 @@ function describeSocketError(err: unknown): string {
   }
 }
 
+/** Commands that change nothing, so a timeout of one needs no warning that it may still take effect. */
+const READ_ONLY_COMMANDS = new Set(["GET", "EXISTS", "DBSIZE", "PING", "ECHO", "INFO", "MEMBERS", "LEADER", "READINDEX", "MEMORY"]);
+
 function commandName(args: readonly (string | Uint8Array)[]): string {
   const first = args[0];
   if (first === undefined) return "(empty command)";
@@ -208,7 +211,9 @@ export class RespClient {
           reject(
             new RespClientError(
               "TIMEOUT",
-              `${name} to ${this.addr} timed out after ${timeoutMs} ms; the outcome is unknown, the command may still take effect`,
+              READ_ONLY_COMMANDS.has(name)
+                ? `${name} to ${this.addr} timed out after ${timeoutMs} ms`
+                : `${name} to ${this.addr} timed out after ${timeoutMs} ms; the outcome is unknown, the command may still take effect`,
             ),
           );
         }, timeoutMs);

@@ -194,6 +194,18 @@ describe("RespClient", () => {
     client.close();
   });
 
+  test("read timeout has no outcome warning", async () => {
+    const client = await RespClient.connect(server.addr);
+    const slow = client.command(["DELAY", "300", "late"], { timeoutMs: 2_000 });
+    const ping = client.command(["PING"], { timeoutMs: 50 });
+
+    const err = await expectClientError(ping);
+    expect(err.code).toBe("TIMEOUT");
+    expect(err.message).toBe(`PING to ${server.addr} timed out after 50 ms`);
+    expect(await slow).toEqual({ type: "bulk", value: Buffer.from("late") });
+    client.close();
+  });
+
   test("connection refused on closed port", async () => {
     const addr = closedPortAddr();
     const err = await expectClientError(RespClient.connect(addr, { timeoutMs: 2_000 }));
