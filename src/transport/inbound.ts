@@ -22,6 +22,8 @@ export interface AcceptorSettings {
   handshakeTimeoutMs: number;
   logger: Logger;
   onMessage: (msg: PeerMessage) => void;
+  /** Called when a peer's handshake is accepted: the peer is up. */
+  onPeerAccepted?: (peer: string) => void;
 }
 
 export interface InboundState {
@@ -164,6 +166,7 @@ export class Acceptor {
       this.#close(previous);
     }
     this.#logger.debug("accepted peer connection", { peer: hello.from, remote: socket.remoteAddress });
+    this.#settings.onPeerAccepted?.(hello.from);
   }
 
   #onFrame(socket: InboundSocket, peerId: string, value: unknown): void {

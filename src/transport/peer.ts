@@ -93,6 +93,13 @@ export class OutboundPeer {
     this.#attempt?.queue?.flush();
   }
 
+  /** Dials at once, without waiting for the backoff, when a retry is pending. */
+  redialNow(): void {
+    if (this.#stopped || this.#retryTimer === null) return;
+    clearTimeout(this.#retryTimer);
+    this.#dial();
+  }
+
   /** Closes the connection and stops reconnecting. */
   close(): void {
     this.#stopped = true;

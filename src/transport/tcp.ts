@@ -78,6 +78,10 @@ export class TcpTransport implements Transport {
       handshakeTimeoutMs: settings.handshakeTimeoutMs,
       logger: options.logger,
       onMessage: options.onMessage,
+      // A peer that dials this node is up, so waiting out the backoff of a
+      // connection to it only delays its messages: a restarted follower
+      // heard nothing for up to a second.
+      onPeerAccepted: (peer) => this.#peers.get(peer)?.redialNow(),
     });
   }
 

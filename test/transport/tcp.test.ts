@@ -157,7 +157,7 @@ describe("TcpTransport handshake", () => {
     await Bun.sleep(1000);
 
     // Each rejection schedules one retry, after 5 to 10 ms, then twice as
-    // long each time up to 50 to 100 ms, so a second holds about 15 attempts.
+    // long each time up to 50 to 100 ms, so a second has about 15 attempts.
     const attempts = logLines(a, "peer connection attempt failed");
     expect(attempts.length).toBeLessThan(40);
     const counts = attempts.map((line) => Number(/failed_attempts=(\d+)/.exec(line)?.[1]));
@@ -392,6 +392,24 @@ describe("TcpTransport lifecycle", () => {
     b.transport.setPeers([{ id: "a", raftAddr: a.addr }]);
     const recovered = await waitForLog(a, "peer connection recovered");
     expect(recovered).toMatch(/failed_attempts=\d+/);
+    await sendUntilDelivered(a, b, heartbeat("a", "b"));
+  });
+
+  test("inbound hello cuts the backoff", async () => {
+    const placeholder = await harness.start("b");
+    const addr = placeholder.addr;
+    await placeholder.transport.stop();
+
+    // With these settings, a's next dial to b comes 2.5 to 5 s after a failure.
+    const a = await harness.start("a", { reconnectInitialMs: 5000, reconnectMaxMs: 5000 });
+    a.transport.setPeers([{ id: "b", raftAddr: addr }]);
+    await waitForLog(a, "peer connection failed");
+
+    const b = await harness.start("b", { listenAddr: addr });
+    const started = Date.now();
+    b.transport.setPeers([{ id: "a", raftAddr: a.addr }]);
+    await waitForLog(a, "peer connection recovered");
+    expect(Date.now() - started).toBeLessThan(2000);
     await sendUntilDelivered(a, b, heartbeat("a", "b"));
   });
 
