@@ -43,9 +43,9 @@ import { NodeError } from "./errors.ts";
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
 /**
- * Spread of the snapshot limits. Each snapshot waits for between 75% and
- * 125% of them, drawn anew each time, so that the members of a cluster do
- * not all pause for a snapshot at once and a quorum keeps committing.
+ * Spread of the snapshot limits. Each snapshot starts at a random 75% to
+ * 125% of them, so that the members of a cluster do not all pause for a
+ * snapshot at once and a quorum keeps committing.
  */
 const SNAPSHOT_LIMIT_SPREAD = 0.25;
 /** A log write slower than this is logged. */
@@ -829,8 +829,8 @@ export class EchoNode {
       this.#unpersistedHardState = hardState;
       hardState = null;
     }
-    const commitDue = Date.now() - this.#lastHardStateWrite >= COMMIT_PERSIST_DELAY_MS;
-    if (hardState === null && this.#unpersistedHardState !== null && ready.entries.length > 0 && commitDue) {
+    const commitWaiting = hardState === null && this.#unpersistedHardState !== null && ready.entries.length > 0;
+    if (commitWaiting && Date.now() - this.#lastHardStateWrite >= COMMIT_PERSIST_DELAY_MS) {
       hardState = this.#unpersistedHardState;
     }
     if (hardState === null && ready.entries.length === 0 && ready.truncateFrom === null) return false;

@@ -189,7 +189,7 @@ describe("snapshots", () => {
       }
 
       console.log(`first snapshot indexes: ${firstIndexes.join(", ")}`);
-      // Each waits for 75% to 125% of the 200 entries, give or take the entries applied in one batch.
+      // Each starts after 75% to 125% of the 200 entries, give or take the entries applied in one batch.
       for (const index of firstIndexes) {
         expect(index).toBeGreaterThanOrEqual(150);
         expect(index).toBeLessThanOrEqual(270);

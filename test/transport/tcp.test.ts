@@ -374,12 +374,15 @@ describe("TcpTransport lifecycle", () => {
   const harness = new Harness((options) => new TcpTransport(options));
   afterEach(() => harness.stopAll());
 
-  test("logs peer failure once", async () => {
-    // Bind a port, then free it, so that nothing listens there for a while.
+  /** Returns an address that a node bound and freed, so that nothing listens there for a while. */
+  async function unusedAddress(): Promise<string> {
     const placeholder = await harness.start("b");
-    const addr = placeholder.addr;
     await placeholder.transport.stop();
+    return placeholder.addr;
+  }
 
+  test("logs peer failure once", async () => {
+    const addr = await unusedAddress();
     const a = await harness.start("a", { reconnectInitialMs: 10, reconnectMaxMs: 40 });
     a.transport.setPeers([{ id: "b", raftAddr: addr }]);
     await waitForLog(a, "peer connection failed");
@@ -396,10 +399,7 @@ describe("TcpTransport lifecycle", () => {
   });
 
   test("inbound hello cuts the backoff", async () => {
-    const placeholder = await harness.start("b");
-    const addr = placeholder.addr;
-    await placeholder.transport.stop();
-
+    const addr = await unusedAddress();
     // With these settings, a's next dial to b comes 2.5 to 5 s after a failure.
     const a = await harness.start("a", { reconnectInitialMs: 5000, reconnectMaxMs: 5000 });
     a.transport.setPeers([{ id: "b", raftAddr: addr }]);
