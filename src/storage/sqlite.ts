@@ -7,11 +7,15 @@ import { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { KIND_CODES, KINDS_BY_CODE } from "../raft/types.ts";
 import type { Entry, HardState, Member, SnapshotMeta } from "../raft/types.ts";
+import { StorageError } from "./errors.ts";
+import { createSegmentList, migrateSingleLogTable, SegmentedLog } from "./log-segments.ts";
+
+export { StorageError };
 
 export const DATABASE_FILE = "echokv.db";
-const SCHEMA_VERSION = 1;
+/** Version 2 keeps the log in segment tables. open() converts version 1, which kept it in one table. */
+const SCHEMA_VERSION = 2;
 
 /**
  * How long a connection waits for the other one's write lock before it
@@ -20,11 +24,6 @@ const SCHEMA_VERSION = 1;
  * waiting, when the other connection wrote in between.
  */
 const BUSY_TIMEOUT_MS = 10_000;
-
-/** Raised when a data directory cannot be used; the message gives the reason and the fix. */
-export class StorageError extends Error {
-  override name = "StorageError";
-}
 
 export interface PersistedState {
   hardState: HardState;
@@ -57,14 +56,6 @@ export interface StorageWrite {
   hardState: HardState | null;
   truncateFrom: number | null;
   entries: Entry[];
-}
-
-interface EntryRow {
-  idx: number;
-  term: number;
-  kind: number;
-  data: Uint8Array;
-  members: string | null;
 }
 
 export class SqliteStorage {
@@ -116,13 +107,6 @@ export class SqliteStorage {
       }
       db.exec(`
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS log (
-          idx INTEGER PRIMARY KEY,
-          term INTEGER NOT NULL,
-          kind INTEGER NOT NULL,
-          data BLOB NOT NULL,
-          members TEXT
-        );
         CREATE TABLE IF NOT EXISTS snapshots (
           idx INTEGER PRIMARY KEY,
           term INTEGER NOT NULL,
@@ -132,6 +116,7 @@ export class SqliteStorage {
           checksum INTEGER NOT NULL
         );
       `);
+      createSegmentList(db);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       throw new StorageError(
@@ -147,8 +132,13 @@ export class SqliteStorage {
 
   #checkIdentity(dir: string, nodeId: string): void {
     const version = this.#meta("schema_version");
-    if (version !== null && Number(version) !== SCHEMA_VERSION) {
-      throw new StorageError(`data directory ${dir} has schema version ${version}, this build reads version ${SCHEMA_VERSION}`);
+    if (version === "1") {
+      this.#db.transaction(() => {
+        migrateSingleLogTable(this.#db, this.logBaseIndex());
+        this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
+      }).immediate();
+    } else if (version !== null && Number(version) !== SCHEMA_VERSION) {
+      throw new StorageError(`data directory ${dir} has schema version ${version}, and this build reads versions 1 and ${SCHEMA_VERSION}. Open it with the newer echokv build that wrote it`);
     }
     const storedNode = this.#meta("node_id");
     if (storedNode !== null && storedNode !== nodeId) {
@@ -199,8 +189,6 @@ export class SqliteStorage {
       votedFor: this.#meta("voted_for") || null,
       commitIndex: Number(this.#meta("commit_index") ?? 0),
     };
-    const rows = this.#db.query<EntryRow, []>("SELECT idx, term, kind, data, members FROM log ORDER BY idx").all();
-    const entries = rows.map(rowToEntry);
     const baseIndex = this.#meta("log_base_index");
     const logBase: SnapshotMeta | null =
       baseIndex === null
@@ -210,6 +198,8 @@ export class SqliteStorage {
             lastTerm: Number(this.#meta("log_base_term") ?? 0),
             members: JSON.parse(this.#meta("log_base_members") ?? "[]") as Member[],
           };
+    // Segments may still contain entries at or below the compaction point, and these are skipped.
+    const entries = this.#batches.log.entriesAfter(logBase?.lastIndex ?? 0);
     if (entries.length > 0) {
       const expected = (logBase?.lastIndex ?? 0) + 1;
       if (entries[0].index !== expected) {
@@ -264,7 +254,7 @@ export class SqliteStorage {
       return;
     }
     this.beforeWrite?.();
-    while (!this.#batches.compactStep(meta, Infinity));
+    while (!this.#batches.compactStep(meta));
   }
 
   /**
@@ -280,7 +270,7 @@ export class SqliteStorage {
         .map((old) => old.file);
       this.#db.run("DELETE FROM snapshots");
       this.#insertSnapshot(record);
-      this.#db.run("DELETE FROM log");
+      this.#batches.log.clear();
       this.#setBase(record.meta);
       this.write({ hardState, truncateFrom: null, entries: [] });
     }).immediate();
@@ -377,13 +367,10 @@ export class SqliteStorage {
  */
 export class BatchWriter {
   readonly #db: Database;
-  readonly #insertEntry;
-  readonly #deleteFrom;
-  readonly #deleteUpTo;
+  /** The log's segment tables on this connection. */
+  readonly log: SegmentedLog;
   readonly #setMeta;
   readonly #getMeta;
-  readonly #termAt;
-  readonly #newestMembers;
   readonly #begin;
   readonly #commit;
   readonly #rollback;
@@ -397,60 +384,37 @@ export class BatchWriter {
 
   constructor(db: Database) {
     this.#db = db;
+    this.log = new SegmentedLog(db);
     this.#begin = db.prepare("BEGIN IMMEDIATE");
     this.#commit = db.prepare("COMMIT");
     this.#rollback = db.prepare("ROLLBACK");
-    this.#insertEntry = db.prepare("INSERT OR REPLACE INTO log (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)");
-    this.#deleteFrom = db.prepare("DELETE FROM log WHERE idx >= ?");
-    this.#deleteUpTo = db.prepare("DELETE FROM log WHERE idx <= ?");
     this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
     this.#getMeta = db.prepare<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?");
-    this.#termAt = db.prepare<{ term: number }, [number]>("SELECT term FROM log WHERE idx = ?");
-    this.#newestMembers = db.prepare<{ members: string }, [number, number]>(
-      "SELECT members FROM log WHERE idx > ? AND idx <= ? AND members IS NOT NULL ORDER BY idx DESC LIMIT 1",
-    );
   }
 
   /**
-   * Deletes at most `maxRows` log entries on the way to compacting the log up
-   * to `target`, in one transaction that also moves the compaction point, so
-   * the stored log always starts right after it. Returns true once the log
-   * starts after `target`.
+   * Takes one step towards compacting the stored log up to `target`, in one
+   * transaction. The first step moves the compaction point to `target`, and
+   * each step drops at most one segment that lies wholly at or below the
+   * compaction point. Returns true once no such segment is left.
    */
-  compactStep(target: SnapshotMeta, maxRows: number): boolean {
+  compactStep(target: SnapshotMeta): boolean {
     let done = false;
     this.#db.transaction(() => {
-      const base = Number(this.#getMeta.get("log_base_index")?.value ?? 0);
-      if (target.lastIndex <= base) {
-        done = true;
-        return;
+      let base = Number(this.#getMeta.get("log_base_index")?.value ?? 0);
+      if (target.lastIndex > base) {
+        setLogBase(this.#setMeta, target);
+        base = target.lastIndex;
       }
-      let meta = target;
-      const end = base + maxRows;
-      if (end < target.lastIndex) {
-        const row = this.#termAt.get(end);
-        if (row) {
-          const config = this.#newestMembers.get(base, end);
-          const members = config
-            ? (JSON.parse(config.members) as Member[])
-            : (JSON.parse(this.#getMeta.get("log_base_members")?.value ?? "[]") as Member[]);
-          meta = { lastIndex: end, lastTerm: row.term, members };
-        }
-      }
-      this.#deleteUpTo.run(meta.lastIndex);
-      setLogBase(this.#setMeta, meta);
-      done = meta.lastIndex === target.lastIndex;
+      done = !this.log.dropCompacted(base);
     }).immediate();
     return done;
   }
 
   /** Finalizes the prepared statements; call it before closing the connection. */
   finalize(): void {
-    const statements = [
-      this.#insertEntry, this.#deleteFrom, this.#deleteUpTo, this.#setMeta, this.#getMeta,
-      this.#termAt, this.#newestMembers, this.#begin, this.#commit, this.#rollback,
-    ];
-    for (const statement of statements) {
+    this.log.finalize();
+    for (const statement of [this.#setMeta, this.#getMeta, this.#begin, this.#commit, this.#rollback]) {
       statement.finalize();
     }
   }
@@ -465,16 +429,8 @@ export class BatchWriter {
     if (!outer) this.#begin.run();
     try {
       for (const batch of batches) {
-        if (batch.truncateFrom !== null) this.#deleteFrom.run(batch.truncateFrom);
-        for (const entry of batch.entries) {
-          this.#insertEntry.run(
-            entry.index,
-            entry.term,
-            KIND_CODES[entry.kind],
-            entry.data,
-            entry.members ? JSON.stringify(entry.members) : null,
-          );
-        }
+        if (batch.truncateFrom !== null) this.log.truncateFrom(batch.truncateFrom);
+        this.log.append(batch.entries);
         if (batch.hardState) this.#writeHardState(batch.hardState);
       }
       // The caller's transaction may still roll back, so the next write writes every field.
@@ -555,12 +511,4 @@ function processRuns(pid: number): boolean {
     // EPERM: the process exists but belongs to another user.
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
-}
-
-function rowToEntry(row: EntryRow): Entry {
-  const kind = KINDS_BY_CODE[row.kind];
-  if (kind === undefined) throw new StorageError(`log entry ${row.idx} has unknown kind ${row.kind}`);
-  const entry: Entry = { index: row.idx, term: row.term, kind, data: new Uint8Array(row.data) };
-  if (row.members !== null) entry.members = JSON.parse(row.members) as Member[];
-  return entry;
 }

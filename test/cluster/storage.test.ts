@@ -29,6 +29,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RespClient } from "../../src/client/client.ts";
+import { SegmentedLog } from "../../src/storage/log-segments.ts";
 import {
   Cluster,
   clusterTest,
@@ -61,10 +62,7 @@ function commitBoundaries(wal: Buffer): number[] {
   return boundaries;
 }
 
-/**
- * Highest Raft log index in a copy of the database and `wal` bytes, as SQLite
- * recovers it. Reads the product's `log` table (column `idx`).
- */
+/** Highest Raft log index in a copy of the database and `wal` bytes, as SQLite recovers it. */
 function lastLogIndexOf(dbPath: string, wal: Buffer): number {
   const scratch = mkdtempSync(join(tmpdir(), "echokv-walcheck-"));
   try {
@@ -72,7 +70,12 @@ function lastLogIndexOf(dbPath: string, wal: Buffer): number {
     writeFileSync(join(scratch, `${DATABASE_FILE}-wal`), wal);
     const db = new Database(join(scratch, DATABASE_FILE));
     try {
-      return db.query<{ last: number | null }, []>("SELECT max(idx) AS last FROM log").get()?.last ?? 0;
+      const log = new SegmentedLog(db);
+      try {
+        return log.lastIndex();
+      } finally {
+        log.finalize();
+      }
     } finally {
       db.close();
     }

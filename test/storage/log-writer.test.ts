@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Entry, Member } from "../../src/raft/types.ts";
 import { decodeWrites, encodeWrites } from "../../src/storage/batch-codec.ts";
+import { SEGMENT_ENTRIES, SegmentedLog } from "../../src/storage/log-segments.ts";
 import { INLINE_WRITE_MAX_MS, LogWriter } from "../../src/storage/log-writer.ts";
 import { BatchWriter, SqliteStorage, StorageError, type StorageWrite } from "../../src/storage/sqlite.ts";
 
@@ -71,10 +72,20 @@ function openWriter(
  * Makes the next log write fail. A second connection holding the write lock
  * past the busy timeout would take ten seconds, and a dropped table fails at once.
  */
-function dropLogTable(storage: SqliteStorage): void {
+function dropSegmentList(storage: SqliteStorage): void {
   const other = new Database(storage.path);
-  other.exec("DROP TABLE log");
+  other.exec("DROP TABLE log_segments");
   other.close();
+}
+
+/** Number of entries stored in the log's segments, read through a separate connection. */
+function storedEntryCount(reader: Database): number {
+  const log = new SegmentedLog(reader);
+  try {
+    return log.entriesAfter(0).length;
+  } finally {
+    log.finalize();
+  }
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -164,9 +175,9 @@ describe("log writer", () => {
     expect(writer.busy).toBe(false);
     expect(seen.done.at(-1)).toBeGreaterThan(0);
     const reader = new Database(storage.path, { readonly: true });
-    const count = reader.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM log").get();
+    const count = storedEntryCount(reader);
     reader.close();
-    expect(count?.n).toBe(50);
+    expect(count).toBe(50);
     writer.close();
     storage.close();
   });
@@ -175,7 +186,7 @@ describe("log writer", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
-    dropLogTable(storage);
+    dropSegmentList(storage);
     writer.write(entriesWrite([command(1, 1)]));
     await until(() => seen.errors.length > 0, "the failure");
     expect(seen.errors[0]).toBeInstanceOf(StorageError);
@@ -192,7 +203,7 @@ describe("log writer", () => {
     const { writer, seen } = openWriter(storage, (write) => storage.write(write));
     writer.drain();
     const reader = new Database(storage.path, { readonly: true });
-    const count = () => reader.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM log").get()?.n;
+    const count = () => storedEntryCount(reader);
     for (let index = 1; index <= 20; index++) {
       const before = seen.inline.length;
       const seq = writer.write(entriesWrite([command(index, 1)]), true);
@@ -287,7 +298,7 @@ describe("log writer", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage, (write) => storage.write(write));
     writer.drain();
-    dropLogTable(storage);
+    dropSegmentList(storage);
     expect(() => writer.write(entriesWrite([command(1, 1)]), true)).toThrow("no such table");
     expect(seen.errors.length).toBe(1);
     expect(seen.errors[0].message).toContain("log write failed");
@@ -300,7 +311,7 @@ describe("log writer", () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
     writer.drain();
-    dropLogTable(storage);
+    dropSegmentList(storage);
     writer.write(entriesWrite([command(1, 1)]));
     expect(() => writer.drain()).toThrow("no such table");
     expect(seen.errors.length).toBe(1);
@@ -313,22 +324,29 @@ describe("log writer", () => {
     const { writer, seen } = openWriter(storage);
     storage.beforeWrite = () => writer.drain();
     storage.compactor = (meta) => writer.compact(meta);
-    for (let first = 1; first <= 3000; first += 100) {
-      writer.write(entriesWrite(Array.from({ length: 100 }, (_, i) => command(first + i, 1))));
+    const last = 3 * SEGMENT_ENTRIES;
+    for (let first = 1; first <= last; first += 512) {
+      writer.write(entriesWrite(Array.from({ length: 512 }, (_, i) => command(first + i, 1))));
     }
     const snapshot = (index: number) => ({ meta: { lastIndex: index, lastTerm: 1, members: [] }, file: `${index}.snap`, bytes: 1, checksum: 1 });
-    storage.recordSnapshot(snapshot(2500));
+    const compactTo = 2 * SEGMENT_ENTRIES + 100;
+    storage.recordSnapshot(snapshot(compactTo));
     // The log is compacted only up to the previous snapshot, kept as a fallback.
-    storage.recordSnapshot(snapshot(2900));
-    await until(() => seen.compacted.length > 0, "compaction to index 2500");
-    expect(seen.compacted).toEqual([2500]);
-    expect(storage.logBaseIndex()).toBe(2500);
+    storage.recordSnapshot(snapshot(last - 10));
+    await until(() => seen.compacted.length > 0, `compaction to index ${compactTo}`);
+    expect(seen.compacted).toEqual([compactTo]);
+    expect(storage.logBaseIndex()).toBe(compactTo);
     expect(seen.errors).toEqual([]);
     writer.close();
     const state = storage.load();
-    expect(state.logBase?.lastIndex).toBe(2500);
-    expect(state.entries[0].index).toBe(2501);
-    expect(state.entries.at(-1)?.index).toBe(3000);
+    expect(state.logBase?.lastIndex).toBe(compactTo);
+    expect(state.entries[0].index).toBe(compactTo + 1);
+    expect(state.entries.at(-1)?.index).toBe(last);
+    // The two segments below the compaction point are gone; the third holds it.
+    const reader = new Database(storage.path, { readonly: true });
+    const firsts = reader.query<{ first_idx: number }, []>("SELECT first_idx FROM log_segments ORDER BY id").all();
+    reader.close();
+    expect(firsts.map((row) => row.first_idx)).toEqual([2 * SEGMENT_ENTRIES + 1]);
     storage.close();
   });
 });
@@ -352,11 +370,11 @@ describe("two connections", () => {
   test("both write during compaction", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage);
-    for (let first = 1; first <= 20_000; first += 1000) {
+    for (let first = 1; first <= 40_000; first += 1000) {
       writer.write(entriesWrite(Array.from({ length: 1000 }, (_, i) => command(first + i, 1))));
     }
     writer.drain();
-    writer.compact({ lastIndex: 19_000, lastTerm: 1, members: [] });
+    writer.compact({ lastIndex: 39_000, lastTerm: 1, members: [] });
     // Each of these reads before it writes; without IMMEDIATE transactions a
     // compaction step committed in between made them fail with "database is locked".
     let writes = 0;
@@ -368,44 +386,11 @@ describe("two connections", () => {
       if (writes % 10 === 0) await Bun.sleep(1);
     }
     expect(seen.errors).toEqual([]);
-    expect(seen.compacted).toEqual([19_000]);
+    expect(seen.compacted).toEqual([39_000]);
     expect(writes).toBeGreaterThan(10);
     writer.close();
-    expect(storage.load().entries[0].index).toBe(19_001);
+    expect(storage.load().entries[0].index).toBe(39_001);
     storage.close();
-  });
-});
-
-describe("compaction steps", () => {
-  test("move the compaction point and its configuration", () => {
-    const storage = newStorage();
-    const members = (id: string): Member[] => [{ id, raftAddr: "127.0.0.1:1", clientAddr: "127.0.0.1:2", voter: true }];
-    const entries = Array.from({ length: 1000 }, (_, i) => command(i + 1, i < 600 ? 1 : 2));
-    entries[349] = { index: 350, term: 1, kind: "config", data: new Uint8Array(0), members: members("a") };
-    storage.write(entriesWrite(entries));
-    storage.close();
-
-    const db = new Database(storage.path);
-    const steps = new BatchWriter(db);
-    const target = { lastIndex: 900, lastTerm: 2, members: members("a") };
-    const bases: unknown[] = [];
-    const readBase = () => {
-      const get = (key: string) => db.query<{ value: string }, [string]>("SELECT value FROM meta WHERE key = ?").get(key)?.value;
-      const first = db.query<{ idx: number }, []>("SELECT MIN(idx) AS idx FROM log").get()?.idx;
-      return { index: Number(get("log_base_index")), term: Number(get("log_base_term")), members: JSON.parse(get("log_base_members")!), first };
-    };
-    let done = false;
-    for (let step = 0; step < 10 && !done; step++) {
-      done = steps.compactStep(target, 300);
-      bases.push(readBase());
-    }
-    db.close();
-    expect(done).toBe(true);
-    expect(bases).toEqual([
-      { index: 300, term: 1, members: [], first: 301 },
-      { index: 600, term: 1, members: members("a"), first: 601 },
-      { index: 900, term: 2, members: members("a"), first: 901 },
-    ]);
   });
 });
 
