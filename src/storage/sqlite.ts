@@ -506,9 +506,25 @@ function lockDataDir(dir: string): string {
 function processRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: the process exists but belongs to another user.
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+  return !isZombie(pid);
+}
+
+/**
+ * Returns whether `pid` has exited but was not yet reaped by its parent. A
+ * node killed with SIGKILL stays a zombie until then, and signal 0 still
+ * reaches it. Only Linux is checked, through /proc.
+ */
+function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+  } catch {
+    return false;
+  }
+  // The state follows the command name, which is in parentheses and may contain spaces.
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
 }
