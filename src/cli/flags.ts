@@ -21,9 +21,14 @@ export function rejectUnknownFlags(rawArgs: string[], defs: ArgsDef, command: st
     const aliases = alias === undefined ? [] : ([] as string[]).concat(alias);
     for (const alias of aliases) known.add(alias);
   }
-  for (const raw of rawArgs) {
+  for (const [position, raw] of rawArgs.entries()) {
     if (raw === "--") break;
     if (!raw.startsWith("-") || raw === "-") continue;
+    // The parser reads "-1" as a flag named 1, so a negative value would be reported as an unknown flag.
+    if (/^-\d/.test(raw)) {
+      const flag = position > 0 ? rawArgs[position - 1] : "a flag";
+      throw new UsageError(`invalid value ${raw} for ${flag}: negative numbers are not accepted; run 'echokv ${command} --help' for the ranges`);
+    }
     const name = raw.replace(/^--?/, "").split("=")[0].replace(/^no-/, "");
     if (!known.has(name)) {
       throw new UsageError(`unknown flag ${raw.split("=")[0]} for '${command}'; run 'echokv ${command} --help' for the list`);

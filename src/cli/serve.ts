@@ -23,7 +23,7 @@ import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
 const ADDRESS_CHANGE_ATTEMPTS = 120;
 
 const serveArgs = {
-  "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-')", required: true },
+  "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-'); required" },
   "listen-addr": { type: "string", description: "host:port of the RESP client listener; ':5379' means all interfaces", default: "127.0.0.1:5379" },
   "raft-addr": { type: "string", description: "host:port of the peer listener, as other nodes reach it", default: "127.0.0.1:15379" },
   "join-addr": { type: "string", description: "Client address (host:port) of any member of the cluster to join; ignored once the node has state" },
@@ -75,7 +75,8 @@ type ServeFlags = Record<keyof typeof serveArgs, string | undefined>;
 
 /** Validates the flags of `serve`; every error names the flag and the bad value. */
 export function parseServeFlags(flags: ServeFlags): ServeSettings {
-  const nodeId = flags["node-id"] ?? "";
+  const nodeId = flags["node-id"];
+  if (nodeId === undefined) throw new UsageError("missing --node-id: give each node a unique id, such as --node-id node-1");
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) {
     throw new UsageError(`invalid --node-id "${nodeId}": use 1 to 64 letters, digits, '.', '_' or '-'`);
   }
@@ -155,7 +156,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   if (settings.restore !== null && (storage.clusterId() !== null || settings.joinAddr !== null)) {
     const message =
       storage.clusterId() !== null
-        ? `--restore needs an empty data directory, but ${settings.dataDir} already holds a node`
+        ? `--restore needs an empty data directory, but ${settings.dataDir} already holds a node; to start that node, run the command again without --restore`
         : "--restore starts a new cluster and cannot be combined with --join-addr";
     storage.close();
     throw new UsageError(message);

@@ -1163,7 +1163,7 @@ export class EchoNode {
         if (role !== "leader") {
           this.#logger.info("leader changed", { leader: leaderId ?? "none", previous_leader: this.#lastLeader ?? "none" });
         }
-        const text = leaderId === null ? `${this.id} lost contact with leader ${this.#lastLeader}` : `leader is now ${leaderId}`;
+        const text = leaderId === null ? `${this.id} has no leader; the last one was ${this.#lastLeader}` : `leader is now ${leaderId}`;
         this.#emit("leader_changed", text, { leader: leaderId, previous_leader: this.#lastLeader });
       }
       this.#lastRole = role;

@@ -380,6 +380,7 @@ export class RaftCore {
   transferLeadership(target: NodeId): string | null {
     if (this.#role !== "leader") return "this node is not the leader";
     if (target === this.id) return "this node is already the leader";
+    if (!this.isMember(target)) return `node ${target} is not a member of this cluster`;
     if (!this.isVoter(target)) return `node ${target} is not a voter`;
     this.#transferTarget = target;
     this.#transferElapsed = 0;

@@ -343,6 +343,12 @@ describe("bad operator input", () => {
             args: ["serve", "--node-id", "node-1", ...base("g"), "--max-value-bytes", "lots"],
             message: /invalid --max-value-bytes "lots"/,
           },
+          {
+            name: "negative value limit",
+            args: ["serve", "--node-id", "node-1", ...base("h"), "--max-value-bytes", "-1"],
+            message: /invalid value -1 for --max-value-bytes: negative numbers are not accepted/,
+          },
+          { name: "missing node id", args: ["serve", ...base("i")], message: /missing --node-id/ },
         ];
         for (const { name, args, message } of cases) {
           const result = await runEchokv(args, { timeoutMs: 10_000 });

@@ -33,6 +33,7 @@ describe("leadership", () => {
 
       const unknown = await cluster.command(target, ["TRANSFER", "node-9"]);
       expect(unknown.type).toBe("error");
+      expect(describeReply(unknown)).toContain("node node-9 is not a member of this cluster");
     },
     60_000,
   );
