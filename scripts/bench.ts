@@ -78,7 +78,8 @@ function parseSettings(): RunSettings {
     sequentialOps: quick ? 300 : 5_000,
     concurrentOps: quick ? 3_000 : 50_000,
     maxSecondsPerRun: quick ? 5 : 20,
-    warmupOps: quick ? 200 : 1_000,
+    sequentialWarmupOps: quick ? 200 : 2_000,
+    concurrentWarmupOps: quick ? 200 : 20_000,
   };
 }
 
@@ -220,7 +221,8 @@ async function main(): Promise<void> {
           if (!system.supports(workload)) continue;
           const operation = workloadOperation(workload, dataset);
           const spec = specFor(workload, settings, maxOps);
-          const warmup = specFor(workload, settings, settings.warmupOps);
+          const warmupOps = workload === "sequential-set" ? settings.sequentialWarmupOps : settings.concurrentWarmupOps;
+          const warmup = specFor(workload, settings, warmupOps);
           if (run === 1) await runLoad(warmup, operation, () => system.connect());
           record(system, workload, "bench", run, await measureRun(system, spec, operation));
           if (system.respPort === null) continue;

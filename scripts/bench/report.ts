@@ -20,7 +20,8 @@ export interface RunSettings {
   sequentialOps: number;
   concurrentOps: number;
   maxSecondsPerRun: number;
-  warmupOps: number;
+  sequentialWarmupOps: number;
+  concurrentWarmupOps: number;
 }
 
 export interface SystemDescription {
@@ -238,8 +239,13 @@ ${serverList}
   latency here are higher than a gRPC client would see.
 - A run ends after ${count(settings.sequentialOps)} operations (sequential SET) or
   ${count(settings.concurrentOps)} (the other workloads), or after ${settings.maxSecondsPerRun} s, whichever
-  comes first. Before its first run, each workload gets ${count(settings.warmupOps)} unmeasured
-  operations per system. The runs go workload by workload, and within a
+  comes first. Before its first run, each workload gets ${count(settings.sequentialWarmupOps)} (sequential SET)
+  or ${count(settings.concurrentWarmupOps)} (the others) unmeasured operations per system and load
+  generator. JavaScriptCore compiles EchoKV's hot functions in its
+  optimizing tiers during the first hundred thousand or so requests after
+  a start, on background threads that take one of the two cores for up to
+  tens of milliseconds per function, so a short warm-up measures that too.
+  The runs go workload by workload, and within a
   workload the systems take turns in a rotating order, so that a change in
   background load affects all three.
 - ops/s counts successful operations over the run's wall-clock time. The
