@@ -122,6 +122,8 @@ export interface NodeStatus extends RaftStatus {
   keys: number;
   /** Whether the key-value state is being restored from a peer (reads fail with LOADING). */
   loading: boolean;
+  /** Whether this node knows it was removed from the cluster (writes fail with REMOVED). */
+  removed: boolean;
   memory: {
     /** Bytes of the store's pages and index. */
     storeBytes: number;
@@ -406,6 +408,7 @@ export class EchoNode {
       raftAddr: this.#options.raftAddr,
       keys: this.store.size,
       loading: this.#missingState !== null,
+      removed: this.removed,
       memory: {
         storeBytes: this.store.memoryBytes,
         storeLiveBytes: this.store.liveBytes,

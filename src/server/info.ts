@@ -60,6 +60,7 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
       `last_log_index:${status.lastIndex}`,
       `last_log_term:${status.lastTerm}`,
       `snapshot_index:${status.snapshotIndex}`,
+      `removed:${status.removed ? 1 : 0}`,
     ],
     members: [
       `members:${status.members.length}`,

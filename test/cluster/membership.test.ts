@@ -131,6 +131,8 @@ describe("remove a running follower", () => {
         { timeoutMs: 20_000, intervalMs: 200 },
       );
       expect(follower.log()).toContain("a peer reports that this node was removed from the cluster");
+      expect((await cluster.info(follower)).get("removed")).toBe("1");
+      expect((await cluster.info(leader)).get("removed")).toBe("0");
       expect(describeReply(await sendCommand(follower.clientAddr, ["SET", "refused", "x"]))).toStartWith("-REMOVED");
       // Reads that need a leader fail at once too, and local reads still work.
       const started = Date.now();
@@ -148,6 +150,7 @@ describe("remove a running follower", () => {
         async () => describeReply(await sendCommand(follower.clientAddr, ["SET", "back", "1"], 10_000)) === "OK",
         { timeoutMs: 20_000, intervalMs: 200 },
       );
+      expect((await cluster.info(follower)).get("removed")).toBe("0");
       await cluster.waitForValue(leader, "back", "1");
     },
     60_000,
