@@ -243,8 +243,8 @@ ${serverList}
   or ${count(settings.concurrentWarmupOps)} (the others) unmeasured operations per system and load
   generator. JavaScriptCore compiles EchoKV's hot functions in its
   optimizing tiers during the first hundred thousand or so requests after
-  a start, on background threads that take one of the two cores for up to
-  tens of milliseconds per function, so a short warm-up measures that too.
+  a start. Each compilation takes one of the two cores for up to tens of
+  milliseconds, so a short warm-up measures that too.
   The runs go workload by workload, and within a
   workload the systems take turns in a rotating order, so that a change in
   background load affects all three.
