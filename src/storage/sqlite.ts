@@ -132,12 +132,7 @@ export class SqliteStorage {
 
   #checkIdentity(dir: string, nodeId: string): void {
     const version = this.#meta("schema_version");
-    if (version === "1") {
-      this.#db.transaction(() => {
-        migrateSingleLogTable(this.#db, this.logBaseIndex());
-        this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
-      }).immediate();
-    } else if (version !== null && Number(version) !== SCHEMA_VERSION) {
+    if (version !== null && version !== "1" && Number(version) !== SCHEMA_VERSION) {
       throw new StorageError(`data directory ${dir} has schema version ${version}, and this build reads versions 1 and ${SCHEMA_VERSION}. Open it with the newer echokv build that wrote it`);
     }
     const storedNode = this.#meta("node_id");
@@ -145,6 +140,14 @@ export class SqliteStorage {
       throw new StorageError(
         `data directory ${dir} belongs to node ${storedNode}, not ${nodeId}; start with --node-id ${storedNode} or use another --data-dir`,
       );
+    }
+    // Converted only once the directory is known to be this node's, so a
+    // mistaken --data-dir leaves it readable by the build that wrote it.
+    if (version === "1") {
+      this.#db.transaction(() => {
+        migrateSingleLogTable(this.#db, this.logBaseIndex());
+        this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
+      }).immediate();
     }
     if (storedNode === null) {
       this.#db.transaction(() => {

@@ -256,6 +256,18 @@ describe("schema version 1", () => {
     reopened.close();
   });
 
+  test("of another node stays unconverted", () => {
+    const dir = newDir();
+    writeVersion1(dir, 100, 200);
+    expect(() => SqliteStorage.open(dir, "node-2")).toThrow("belongs to node node-1, not node-2");
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    const version = db.query<{ value: string }, []>("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value;
+    const count = db.query<{ n: number }, []>("SELECT count(*) AS n FROM log").get()?.n;
+    db.close();
+    expect(version).toBe("1");
+    expect(count).toBe(100);
+  });
+
   test("with an empty log", () => {
     const dir = newDir();
     writeVersion1(dir, 300, 300);
