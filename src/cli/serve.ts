@@ -219,9 +219,13 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
         logger.warn("leadership transfer before stopping failed", { node: settings.nodeId, error: errorMessage(err) });
       }
     }
-    // Replies still on their way from the new leader get a moment to arrive.
+    // Replies still on their way from the new leader get a moment to arrive,
+    // and writes proposed here get up to a second to be applied, because
+    // stopping fails them with an unknown outcome.
     server.stopAccepting();
     await Bun.sleep(100);
+    const deadline = Date.now() + 1000;
+    while (node.pendingProposals > 0 && Date.now() < deadline) await Bun.sleep(10);
     server.stop();
     await node.stop();
   };

@@ -122,7 +122,7 @@ export interface NodeStatus extends RaftStatus {
   keys: number;
   /** Whether the key-value state is being restored from a peer (reads fail with LOADING). */
   loading: boolean;
-  /** Whether this node knows it was removed from the cluster (writes fail with REMOVED). */
+  /** Whether this node has learned that it was removed from the cluster (writes fail with REMOVED). */
   removed: boolean;
   memory: {
     /** Bytes of the store's pages and index. */
@@ -347,7 +347,11 @@ export class EchoNode {
     this.#ticker = setInterval(() => this.#tick(), this.#options.tickMs);
   }
 
-  /** Stops timers and sockets and fails every waiting request with SHUTDOWN. */
+  /**
+   * Stops timers and sockets. Waiting reads fail with SHUTDOWN. Waiting
+   * writes fail with TIMEOUT, because they are in the log and another leader
+   * may still commit them, so retrying one could apply it twice.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#emit("node_stopping", `${this.id} is shutting down`);
@@ -357,7 +361,8 @@ export class EchoNode {
     this.#notifySettled();
     const proposals = [...this.#proposals.values()];
     this.#proposals.clear();
-    for (const proposal of proposals) this.#notify(proposal.waiter, err);
+    const unknown = new NodeError("TIMEOUT", "the node shut down before the write was applied; the outcome is unknown");
+    for (const proposal of proposals) this.#notify(proposal.waiter, unknown);
     for (const read of this.#reads.values()) read.reject(err);
     for (const waiting of this.#readsWaitingForApply) waiting.read.reject(err);
     this.#reads.clear();
@@ -418,6 +423,11 @@ export class EchoNode {
 
   get role(): Role {
     return this.#core.role;
+  }
+
+  /** Number of proposals (writes and membership changes) waiting to be applied. */
+  get pendingProposals(): number {
+    return this.#proposals.size;
   }
 
   /**

@@ -48,8 +48,15 @@ export class LeaderForwarder {
       } catch (err) {
         this.#drop(leader.clientAddr);
         const message = err instanceof Error ? err.message : String(err);
-        if ((err as { code?: string }).code === "TIMEOUT") {
+        const code = (err as { code?: string }).code;
+        if (code === "TIMEOUT") {
           throw new NodeError("TIMEOUT", `the leader ${leader.id} did not respond in time; the outcome is unknown`);
+        }
+        // Sending again is safe only when the command never left this node.
+        // Once sent, the leader may have committed it before the connection
+        // broke, and a second copy could overwrite a later write by another client.
+        if (code !== "CONNECT" && code !== "NOTCONNECTED") {
+          throw new NodeError("TIMEOUT", `the connection to leader ${leader.id} broke before it replied (${message}); the outcome is unknown`);
         }
         lastError = `leader ${leader.id} at ${leader.clientAddr} is unreachable: ${message}`;
         await Bun.sleep(this.retryDelayMs);
