@@ -2,7 +2,8 @@
 // backup of one node's state, restorable with `echokv serve --restore FILE`.
 
 import { defineCommand } from "citty";
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { crc32 } from "node:zlib";
 import { RespClient } from "../client/client.ts";
 import type { RespValue } from "../protocol/resp.ts";
@@ -30,13 +31,14 @@ function formatSize(bytes: number): string {
 
 /** Downloads the node's newest snapshot into `file`, verifying its CRC-32. Returns the snapshot index. */
 export async function saveSnapshot(address: string, file: string, report: (line: string) => void): Promise<number> {
-  const client = await RespClient.connect(address, { timeoutMs: 10_000 });
   const tmp = `${file}.partial`;
-  let fd: number | null = null;
+  // Opened before the node takes a snapshot, so a bad path fails at once and names the user's file.
+  let fd: number | null = openBackupFile(file, tmp);
+  let client: RespClient | null = null;
   try {
+    client = await RespClient.connect(address, { timeoutMs: 10_000 });
     const [index, term, bytes, checksum] = integers(await client.command(["SNAPSHOT"], { timeoutMs: 600_000 }));
     report(`snapshot at index ${index} (term ${term}), ${formatSize(bytes)}`);
-    fd = openSync(tmp, "w", 0o600);
     let offset = 0;
     let lastPercent = -10;
     while (offset < bytes) {
@@ -70,7 +72,21 @@ export async function saveSnapshot(address: string, file: string, report: (line:
     rmSync(tmp, { force: true });
     throw err;
   } finally {
-    client.close();
+    client?.close();
+  }
+}
+
+/** Creates the temporary file that becomes `file`, with an error that names `file` and the reason. */
+function openBackupFile(file: string, tmp: string): number {
+  if (existsSync(file) && statSync(file).isDirectory()) throw new Error(`cannot write the backup to ${file}: it is a directory`);
+  try {
+    return openSync(tmp, "w", 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    let reason = err instanceof Error ? err.message : String(err);
+    if (code === "ENOENT") reason = `directory ${dirname(resolve(file))} does not exist`;
+    else if (code === "EACCES") reason = `permission denied in ${dirname(resolve(file))}`;
+    throw new Error(`cannot write the backup to ${file}: ${reason}`);
   }
 }
 

@@ -15,9 +15,13 @@ function memberLine(status: NodeStatus, index: number): string {
     `voter=${member.voter ? "yes" : "no"}`,
     `leader=${member.id === status.leaderId ? "yes" : "no"}`,
   ];
-  if (progress) fields.push(`match_index=${progress.match}`, `lag=${Math.max(0, status.lastIndex - progress.match)}`);
+  // A new leader learns a member's match index only from that member's first reply.
+  const matchKnown = progress !== undefined && (progress.match > 0 || progress.state !== "probe");
+  if (matchKnown) fields.push(`match_index=${progress.match}`, `lag=${Math.max(0, status.lastIndex - progress.match)}`);
+  // A follower hears from the leader only, so its age for any other member would only grow.
   const contact = status.lastContactMs[member.id];
-  if (contact !== undefined) fields.push(`last_contact_ms=${contact}`);
+  const contactMeaningful = status.role === "leader" || member.id === status.leaderId;
+  if (contact !== undefined && contactMeaningful) fields.push(`last_contact_ms=${contact}`);
   return `member${index}:${fields.join(",")}`;
 }
 

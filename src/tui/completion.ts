@@ -1,10 +1,15 @@
 // Tab completion for the console's command line.
 
 /** Store commands that the command line completes. */
-export const COMPLETED_COMMANDS = ["SET", "GET", "DEL", "EXISTS", "DBSIZE", "PING", "INFO", "MEMBERS", "LEADER", "REMOVE"] as const;
+export const COMPLETED_COMMANDS = [
+  "SET", "GET", "DEL", "EXISTS", "DBSIZE", "PING", "INFO", "MEMBERS", "LEADER", "REMOVE", "TRANSFER", "JOIN", "SNAPSHOT", "CONSISTENCY",
+] as const;
 
 /** Sections that `INFO <section>` accepts. */
-export const INFO_SECTIONS = ["server", "raft", "members", "keyspace", "all"] as const;
+export const INFO_SECTIONS = ["server", "raft", "members", "keyspace", "memory", "all"] as const;
+
+/** Levels that `CONSISTENCY <level>` and `GET key <level>` accept. */
+const CONSISTENCY_LEVELS = ["local", "lease", "linearizable"] as const;
 
 export interface CompletionContext {
   /** Ids of the current members, offered after REMOVE. */
@@ -35,12 +40,17 @@ function candidatesFor(words: string[], index: number, prefix: string, context: 
     const lower = prefix !== "" && prefix === prefix.toLowerCase();
     return COMPLETED_COMMANDS.filter((name) => name.startsWith(prefix.toUpperCase())).map((name) => (lower ? name.toLowerCase() : name));
   }
+  const command = words[0]?.toUpperCase();
+  if (index === 2 && command === "GET") return CONSISTENCY_LEVELS.filter((level) => level.startsWith(prefix.toLowerCase()));
   if (index !== 1) return [];
-  switch (words[0]?.toUpperCase()) {
+  switch (command) {
     case "REMOVE":
+    case "TRANSFER":
       return context.memberIds.filter((id) => id.startsWith(prefix));
     case "INFO":
       return INFO_SECTIONS.filter((section) => section.startsWith(prefix.toLowerCase()));
+    case "CONSISTENCY":
+      return CONSISTENCY_LEVELS.filter((level) => level.startsWith(prefix.toLowerCase()));
     default:
       return [];
   }

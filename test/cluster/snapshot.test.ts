@@ -237,6 +237,13 @@ describe("snapshots", () => {
       // 300 small keys make a snapshot of a few kB, shown as such rather than as 0.0 MB.
       expect(`${saved.stdout}${saved.stderr}`).toMatch(/saved 100% \([\d.]+ kB of [\d.]+ kB\)/);
 
+      // A path in a missing directory fails before the node takes a snapshot, naming the user's file.
+      const missingDir = join(cluster.dir, "no-such-dir", "backup.snap");
+      const refused = await runEchokv(["snapshot", "save", missingDir, "--connect", nodes[1].clientAddr], { timeoutMs: 30_000 });
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toContain(`cannot write the backup to ${missingDir}: directory ${join(cluster.dir, "no-such-dir")} does not exist`);
+      expect(refused.stderr).not.toContain("snapshot at index");
+
       const restored = new Cluster({ name: "snap-restored" });
       const node = restored.addNode({ id: "restored-1", joinAddr: null, extraArgs: ["--restore", backup] });
       await restored.start(node);

@@ -37,7 +37,9 @@ describe("complete", () => {
   test("empty line lists every command", () => {
     const completion = completeAtEnd("");
     expect(completion.line).toBe("");
-    expect(completion.candidates).toEqual(["SET", "GET", "DEL", "EXISTS", "DBSIZE", "PING", "INFO", "MEMBERS", "LEADER", "REMOVE"]);
+    expect(completion.candidates).toEqual([
+      "SET", "GET", "DEL", "EXISTS", "DBSIZE", "PING", "INFO", "MEMBERS", "LEADER", "REMOVE", "TRANSFER", "JOIN", "SNAPSHOT", "CONSISTENCY",
+    ]);
   });
 
   test("member ids after REMOVE", () => {
@@ -49,6 +51,19 @@ describe("complete", () => {
 
   test("sections after INFO", () => {
     expect(completeAtEnd("INFO ra").line).toBe("INFO raft ");
+    expect(completeAtEnd("INFO me").candidates).toEqual(["members", "memory"]);
+  });
+
+  test("admin commands and their arguments", () => {
+    expect(completeAtEnd("TRA").line).toBe("TRANSFER ");
+    expect(completeAtEnd("TRANSFER o").line).toBe("TRANSFER other ");
+    expect(completeAtEnd("CONSISTENCY li").line).toBe("CONSISTENCY linearizable ");
+    expect(completeAtEnd("snap").line).toBe("snapshot ");
+  });
+
+  test("levels after GET key", () => {
+    expect(completeAtEnd("GET key le").line).toBe("GET key lease ");
+    expect(completeAtEnd("GET key l").candidates).toEqual(["local", "lease", "linearizable"]);
   });
 
   test("keys are not completed", () => {

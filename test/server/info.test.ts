@@ -1,0 +1,87 @@
+// INFO's member lines: the leader reports match index and lag only for
+// members that answered it, and last contact is reported only where it
+// means something (every member on the leader, the leader on a follower).
+
+import { describe, expect, test } from "bun:test";
+import type { NodeStatus } from "../../src/node/node.ts";
+import { formatInfo } from "../../src/server/info.ts";
+
+const members = ["node-1", "node-2", "node-3"].map((id, i) => ({
+  id,
+  raftAddr: `127.0.0.1:1537${i}`,
+  clientAddr: `127.0.0.1:537${i}`,
+  voter: true,
+}));
+
+function status(overrides: Partial<NodeStatus>): NodeStatus {
+  return {
+    id: "node-1",
+    role: "leader",
+    term: 3,
+    votedFor: "node-1",
+    leaderId: "node-1",
+    commitIndex: 120,
+    appliedIndex: 120,
+    lastIndex: 120,
+    lastTerm: 3,
+    snapshotIndex: 0,
+    members,
+    progress: {},
+    transferTarget: null,
+    lastContactMs: {},
+    clusterId: "c-1",
+    clientAddr: "127.0.0.1:5370",
+    raftAddr: "127.0.0.1:15370",
+    keys: 10,
+    loading: false,
+    removed: false,
+    memory: { storeBytes: 0, storeLiveBytes: 0 },
+    ...overrides,
+  };
+}
+
+/** Returns the fields of member line `index`, keyed by name. */
+function memberFields(info: string, index: number): Map<string, string> {
+  const line = info.split("\r\n").find((text) => text.startsWith(`member${index}:`));
+  if (line === undefined) throw new Error(`no member${index} line in ${JSON.stringify(info)}`);
+  const fields = line.slice(line.indexOf(":") + 1).split(",");
+  return new Map(fields.map((field) => [field.slice(0, field.indexOf("=")), field.slice(field.indexOf("=") + 1)]));
+}
+
+describe("INFO member lines", () => {
+  test("leader reports lag of members that answered", () => {
+    const info = formatInfo(
+      status({
+        progress: {
+          "node-2": { match: 118, next: 121, state: "replicate", recentActive: true },
+          // Not heard from since this leader was elected: its match index is unknown.
+          "node-3": { match: 0, next: 121, state: "probe", recentActive: false },
+        },
+        lastContactMs: { "node-2": 12, "node-3": 4_000 },
+      }),
+      "members",
+    );
+    const answered = memberFields(info, 1);
+    expect(answered.get("match_index")).toBe("118");
+    expect(answered.get("lag")).toBe("2");
+    expect(answered.get("last_contact_ms")).toBe("12");
+    const silent = memberFields(info, 2);
+    expect(silent.has("match_index")).toBe(false);
+    expect(silent.has("lag")).toBe(false);
+    expect(silent.get("last_contact_ms")).toBe("4000");
+  });
+
+  test("follower reports contact with its leader only", () => {
+    const info = formatInfo(
+      status({ id: "node-2", role: "follower", leaderId: "node-1", lastContactMs: { "node-1": 30, "node-3": 15_000 } }),
+      "members",
+    );
+    expect(memberFields(info, 0).get("last_contact_ms")).toBe("30");
+    expect(memberFields(info, 2).has("last_contact_ms")).toBe(false);
+  });
+
+  test("removed flag in the raft section", () => {
+    expect(formatInfo(status({ removed: true }), "raft")).toContain("removed:1");
+    expect(formatInfo(status({}), "raft")).toContain("removed:0");
+  });
+});
