@@ -1,6 +1,7 @@
 // A history of SETs and linearizable GETs from concurrent clients against
 // real processes, checked for linearizability while the leader is killed
-// with SIGKILL and restarted twice. Half of the clients talk to followers,
+// with SIGKILL and restarted twice, then paused with SIGSTOP long enough for
+// the others to elect a new leader. Half of the clients talk to followers,
 // so their writes are forwarded, including across the failovers.
 
 import { describe, expect } from "bun:test";
@@ -14,7 +15,7 @@ installClusterHooks();
 
 const KEYS = ["h-0", "h-1", "h-2", "h-3", "h-4", "h-5"];
 const CLIENTS = 4;
-const RUN_MS = 9_000;
+const RUN_MS = 11_000;
 const REQUEST_TIMEOUT_MS = 3_000;
 /** Pause between one client's requests, which keeps each key's history small enough to check. */
 const THINK_MS = 4;
@@ -90,7 +91,7 @@ async function runClient(
 
 describe("history", () => {
   clusterTest(
-    "linearizable across leader kills",
+    "linearizable across leader kills and a pause",
     async () => {
       const seed = Number(process.env.ECHOKV_HISTORY_SEED ?? Date.now() % 1_000_000);
       console.log(`history seed ${seed} (set ECHOKV_HISTORY_SEED to replay the client choices)`);
@@ -108,22 +109,29 @@ describe("history", () => {
       );
 
       // Two failovers: kill the leader, let the others elect, restart it.
-      const killed: string[] = [];
+      const faults: string[] = [];
       for (const pauseMs of [2_000, 2_500]) {
         await Bun.sleep(pauseMs);
         const leader = await cluster.waitForLeader(cluster.running(), 10_000);
-        killed.push(leader.id);
+        faults.push(leader.id);
         await cluster.kill(leader, "SIGKILL");
         await Bun.sleep(600);
         await cluster.start(leader, "ping");
       }
+      // A paused leader comes back still believing it leads, with clients waiting on it.
+      await Bun.sleep(1_500);
+      const paused = await cluster.waitForLeader(cluster.running(), 10_000);
+      faults.push(`${paused.id} (paused)`);
+      await cluster.kill(paused, "SIGSTOP");
+      await Bun.sleep(1_500);
+      await cluster.kill(paused, "SIGCONT");
       await Promise.all(clients);
 
       const writes = history.filter((operation) => operation.op.kind === "set");
       const reads = history.filter((operation) => operation.op.kind === "get");
       const unknown = writes.filter((operation) => operation.ret === null);
       console.log(
-        `history: ${writes.length} writes (${unknown.length} with an unknown outcome), ${reads.length} reads; killed ${killed.join(", ")}`,
+        `history: ${writes.length} writes (${unknown.length} with an unknown outcome), ${reads.length} reads; faults on ${faults.join(", ")}`,
       );
       // Without enough completed operations on both sides of a failover the check would prove little.
       expect(writes.length - unknown.length).toBeGreaterThan(200);
