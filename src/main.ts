@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // Entry point of the echokv executable: one binary for every role.
 
+import "./cli/plain-output.ts";
 import { defineCommand, runMain, type CommandDef } from "citty";
 import { cliCommand } from "./cli/cli.ts";
 import { UsageError } from "./cli/flags.ts";

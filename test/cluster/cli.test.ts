@@ -19,6 +19,22 @@ function stripTerminalCodes(text: string): string {
   return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
 }
 
+describe("help", () => {
+  clusterTest(
+    "help in a pipe has no colour codes",
+    async () => {
+      for (const args of [["--help"], ["serve", "--help"], ["cli", "--help"], ["snapshot", "save", "--help"]]) {
+        const result = await runEchokv(args, { timeoutMs: 10_000 });
+        const label = `echokv ${args.join(" ")}`;
+        expect(result.exitCode, label).toBe(0);
+        expect(result.stdout, label).toContain("USAGE");
+        expect(result.stdout.includes("\x1b["), `${label} wrote escape codes: ${JSON.stringify(result.stdout.slice(0, 80))}`).toBe(false);
+      }
+    },
+    30_000,
+  );
+});
+
 describe("cli one-shot", () => {
   clusterTest(
     "SET prints OK",
