@@ -83,9 +83,10 @@ function openBackupFile(file: string, tmp: string): number {
     return openSync(tmp, "w", 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    const directory = dirname(resolve(file));
     let reason = err instanceof Error ? err.message : String(err);
-    if (code === "ENOENT") reason = `directory ${dirname(resolve(file))} does not exist`;
-    else if (code === "EACCES") reason = `permission denied in ${dirname(resolve(file))}`;
+    if (code === "ENOENT") reason = `directory ${directory} does not exist`;
+    else if (code === "EACCES") reason = `permission denied in ${directory}`;
     throw new Error(`cannot write the backup to ${file}: ${reason}`);
   }
 }

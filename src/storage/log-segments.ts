@@ -147,14 +147,14 @@ export class SegmentedLog {
     return entries;
   }
 
-  /** Index of the last stored entry, or 0 when no segment holds one. */
+  /** Index of the last stored entry, or 0 when no segment contains one. */
   lastIndex(): number {
     const newest = this.#newest.get();
     if (newest === null) return 0;
     return this.#db.query<{ last: number | null }, []>(`SELECT max(idx) AS last FROM ${tableName(newest.id)}`).get()?.last ?? 0;
   }
 
-  /** Finalizes the prepared statements; call it before closing the connection. */
+  /** Finalizes the prepared statements. Call it before closing the connection. */
   finalize(): void {
     this.#insert?.statement.finalize();
     this.#insert = null;

@@ -529,5 +529,5 @@ function isZombie(pid: number): boolean {
     return false;
   }
   // The state follows the command name, which is in parentheses and may contain spaces.
-  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  return stat.charAt(stat.lastIndexOf(")") + 2) === "Z";
 }

@@ -1,5 +1,7 @@
 // Tab completion for the console's command line.
 
+import { CONSISTENCY_LEVELS } from "../server/commands.ts";
+
 /** Store commands that the command line completes. */
 export const COMPLETED_COMMANDS = [
   "SET", "GET", "DEL", "EXISTS", "DBSIZE", "PING", "INFO", "MEMBERS", "LEADER", "REMOVE", "TRANSFER", "JOIN", "SNAPSHOT", "CONSISTENCY",
@@ -8,8 +10,6 @@ export const COMPLETED_COMMANDS = [
 /** Sections that `INFO <section>` accepts. */
 export const INFO_SECTIONS = ["server", "raft", "members", "keyspace", "memory", "all"] as const;
 
-/** Levels that `CONSISTENCY <level>` and `GET key <level>` accept. */
-const CONSISTENCY_LEVELS = ["local", "lease", "linearizable"] as const;
 
 export interface CompletionContext {
   /** Ids of the current members, offered after REMOVE. */

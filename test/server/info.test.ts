@@ -1,6 +1,6 @@
-// INFO's member lines: the leader reports match index and lag only for
-// members that answered it, and last contact is reported only where it
-// means something (every member on the leader, the leader on a follower).
+// INFO's member lines. The leader reports match index and lag only for
+// members that have replied to it. Last contact is reported only where it
+// means something: every member on the leader, the leader on a follower.
 
 import { describe, expect, test } from "bun:test";
 import type { NodeStatus } from "../../src/node/node.ts";

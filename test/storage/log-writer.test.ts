@@ -342,7 +342,7 @@ describe("log writer", () => {
     expect(state.logBase?.lastIndex).toBe(compactTo);
     expect(state.entries[0].index).toBe(compactTo + 1);
     expect(state.entries.at(-1)?.index).toBe(last);
-    // The two segments below the compaction point are gone; the third holds it.
+    // The two segments below the compaction point are gone. The third contains it.
     const reader = new Database(storage.path, { readonly: true });
     const firsts = reader.query<{ first_idx: number }, []>("SELECT first_idx FROM log_segments ORDER BY id").all();
     reader.close();
