@@ -16,9 +16,11 @@ export type ApplyResult = "OK" | number;
 // record and repoints the key's slot; the old record becomes dead bytes. A
 // page whose dead bytes reach a quarter of its size has its live records
 // copied to the active page a little at a time, each write moving a few
-// times what it added, and is then dropped. A value handed out by `get` is a
-// view into a page, and stays valid because a page is never written again
-// below its fill mark.
+// times what it added, and is then dropped. A few dropped pages are kept and
+// filled again, because the collector frees a dropped page only in a full
+// collection, and until then a steady stream of overwrites leaves one page
+// of garbage per megabyte written. So a value handed out by `get` is a view
+// into a page that stays valid only until the next write to the store.
 //
 // The index is an open-addressing hash table with linear probing, held in
 // two typed arrays: the record location (plus one, so 0 means empty) and
@@ -46,6 +48,8 @@ const SPARSE_DEAD_DIVISOR = 4;
  */
 const COMPACT_STEP_FACTOR = 16;
 const COMPACT_STEP_MIN_BYTES = 4 * 1024;
+/** Dropped ordinary pages kept for reuse. Compaction drops about one page for every one filled. */
+const SPARE_PAGES = 4;
 
 interface Page {
   bytes: Uint8Array;
@@ -85,6 +89,8 @@ function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number):
 export class KvStore {
   #pages: Array<Page | undefined> = [];
   #freePageIds: number[] = [];
+  /** Byte arrays of dropped ordinary pages, filled again before a new one is allocated. */
+  #sparePages: Uint8Array[] = [];
   /** Page that small records are appended to, or -1 before the first. */
   #activePage = -1;
   #slots = new Float64Array(MIN_CAPACITY);
@@ -102,15 +108,22 @@ export class KvStore {
   /** The page being emptied and how far its records were looked at. */
   #compacting: { page: number; offset: number } | null = null;
   #cursor: SnapshotCursor | null = null;
+  /**
+   * The last closed cursor's copy of the slot array, 16 MB at a million
+   * keys, reused by the next cursor so that each snapshot does not leave
+   * one behind for the collector.
+   */
+  #spareSlotCopy: Float64Array | null = null;
 
   get size(): number {
     return this.#size;
   }
 
-  /** Bytes of the pages and the index: what the store costs besides small objects. */
+  /** Bytes of the pages and the index, spares included: what the store costs besides small objects. */
   get memoryBytes(): number {
-    let total = this.#slots.byteLength + this.#hashes.byteLength;
+    let total = this.#slots.byteLength + this.#hashes.byteLength + (this.#spareSlotCopy?.byteLength ?? 0);
     for (const page of this.#pages) if (page) total += page.bytes.byteLength;
+    for (const spare of this.#sparePages) total += spare.byteLength;
     return total;
   }
 
@@ -194,6 +207,9 @@ export class KvStore {
     if (other.#cursor) throw new Error("cannot take over a store with an open snapshot cursor");
     this.#pages = other.#pages;
     this.#freePageIds = other.#freePageIds;
+    this.#sparePages = other.#sparePages;
+    // Set by the cursor aborted above, and sized for the old index.
+    this.#spareSlotCopy = null;
     this.#activePage = other.#activePage;
     this.#slots = other.#slots;
     this.#hashes = other.#hashes;
@@ -210,6 +226,8 @@ export class KvStore {
   #clear(): void {
     this.#pages = [];
     this.#freePageIds = [];
+    this.#sparePages = [];
+    this.#spareSlotCopy = null;
     this.#activePage = -1;
     this.#slots = new Float64Array(MIN_CAPACITY);
     this.#hashes = new Uint32Array(MIN_CAPACITY);
@@ -227,10 +245,17 @@ export class KvStore {
    */
   openCursor(): SnapshotCursor {
     if (this.#cursor) throw new Error("a snapshot cursor is already open");
-    // Records never change and the cursor keeps its own list of pages, so a
-    // copy of the slot array is a complete point-in-time view.
-    const cursor = new SnapshotCursor(this.#pages.slice(), this.#slots.slice(), this.#size, () => {
-      if (this.#cursor === cursor) this.#cursor = null;
+    // Records never change, no page is dropped while a cursor is open, and
+    // the cursor keeps its own list of pages, so a copy of the slot array is
+    // a complete point-in-time view.
+    let copy = this.#spareSlotCopy;
+    this.#spareSlotCopy = null;
+    if (copy === null || copy.length !== this.#slots.length) copy = new Float64Array(this.#slots.length);
+    copy.set(this.#slots);
+    const cursor = new SnapshotCursor(this.#pages.slice(), copy, this.#size, (slots) => {
+      if (this.#cursor !== cursor) return;
+      this.#cursor = null;
+      if (slots.length === this.#slots.length) this.#spareSlotCopy = slots;
     });
     this.#cursor = cursor;
     return cursor;
@@ -372,7 +397,8 @@ export class KvStore {
   }
 
   #newPage(bytes: number): number {
-    const page: Page = { bytes: new Uint8Array(bytes), used: 0, live: 0 };
+    const spare = bytes === PAGE_BYTES ? this.#sparePages.pop() : undefined;
+    const page: Page = { bytes: spare ?? new Uint8Array(bytes), used: 0, live: 0 };
     const id = this.#freePageIds.pop() ?? this.#pages.length;
     this.#pages[id] = page;
     return id;
@@ -436,6 +462,8 @@ export class KvStore {
   }
 
   #dropPage(pageId: number): void {
+    const bytes = this.#pages[pageId]!.bytes;
+    if (bytes.byteLength === PAGE_BYTES && this.#sparePages.length < SPARE_PAGES) this.#sparePages.push(bytes);
     this.#pages[pageId] = undefined;
     this.#freePageIds.push(pageId);
     this.#sparsePages.delete(pageId);
@@ -448,8 +476,9 @@ export class KvStore {
  */
 export class SnapshotCursor {
   readonly #pages: Array<Page | undefined>;
-  readonly #slots: Float64Array;
-  readonly #onClose: () => void;
+  #slots: Float64Array;
+  /** Called once, with the slot copy, which the store may reuse from then on. */
+  readonly #onClose: (slots: Float64Array) => void;
   /** Number of records at the moment the cursor opened. */
   readonly total: number;
   #next = 0;
@@ -457,7 +486,7 @@ export class SnapshotCursor {
   #abortReason: string | null = null;
   #buffer = Buffer.alloc(0);
 
-  constructor(pages: Array<Page | undefined>, slots: Float64Array, total: number, onClose: () => void) {
+  constructor(pages: Array<Page | undefined>, slots: Float64Array, total: number, onClose: (slots: Float64Array) => void) {
     this.#pages = pages;
     this.#slots = slots;
     this.total = total;
@@ -519,7 +548,9 @@ export class SnapshotCursor {
     if (this.#closed) return;
     this.#closed = true;
     this.#buffer = Buffer.alloc(0);
-    this.#onClose();
+    const slots = this.#slots;
+    this.#slots = new Float64Array(0);
+    this.#onClose(slots);
   }
 
   /** Closes the cursor so that the next call of `next` throws `reason`. */
