@@ -55,7 +55,7 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
       `loading:${status.loading ? 1 : 0}`,
     ],
     raft: [
-      `role:${status.role === "precandidate" ? "candidate" : status.role}`,
+      `role:${status.role}`,
       `term:${status.term}`,
       `leader_id:${status.leaderId ?? ""}`,
       `leader_addr:${status.members.find((member) => member.id === status.leaderId)?.clientAddr ?? ""}`,

@@ -19,7 +19,7 @@ export interface NodeInfo {
   clientAddr: string;
   raftAddr: string;
   processId: number | null;
-  /** Role name: leader, follower or candidate. A learner (non-voter) reports follower. */
+  /** Role name: leader, follower, precandidate or candidate. A learner (non-voter) reports follower. */
   role: string;
   term: number;
   /** Id of the leader this node follows, or null when it has none. */

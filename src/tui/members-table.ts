@@ -88,7 +88,7 @@ const STATE_COLUMNS: Column[] = [
       return row.reachable === false ? `(${row.role})` : row.role;
     },
     alignRight: false,
-    color: (row) => (row.role === "candidate" ? "yellow-fg" : null),
+    color: (row) => (row.role === "candidate" || row.role === "precandidate" ? "yellow-fg" : null),
   },
   { header: "VOTER", value: (row) => (row.voter ? "yes" : "no"), alignRight: false },
   { header: "TERM", value: (row) => show(row.term), alignRight: true },

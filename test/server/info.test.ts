@@ -1,6 +1,7 @@
 // INFO's member lines. The leader reports match index and lag only for
 // members that have replied to it. Last contact is reported only where it
 // means something: every member on the leader, the leader on a follower.
+// Also the raft section's removed flag and role.
 
 import { describe, expect, test } from "bun:test";
 import type { NodeStatus } from "../../src/node/node.ts";
@@ -83,5 +84,10 @@ describe("INFO member lines", () => {
   test("removed flag in the raft section", () => {
     expect(formatInfo(status({ removed: true }), "raft")).toContain("removed:1");
     expect(formatInfo(status({}), "raft")).toContain("removed:0");
+  });
+
+  test("a pre-candidate reports its own role, as its log lines and events do", () => {
+    const info = formatInfo(status({ role: "precandidate", leaderId: null }), "raft");
+    expect(info).toContain("role:precandidate");
   });
 });
