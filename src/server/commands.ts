@@ -232,7 +232,14 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 0,
     kind: "admin",
     leaderOnly: false,
-    run: (ctx) => array(formatMembers(ctx.node.status()).map((line) => bulk(line))),
+    run: (ctx) => {
+      // Its peers stop telling a removed node about configuration changes,
+      // so the list it holds is stale and still names itself.
+      if (ctx.node.removed) {
+        throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster, so its member list is out of date; ask a current member`);
+      }
+      return array(formatMembers(ctx.node.status()).map((line) => bulk(line)));
+    },
   },
   LEADER: {
     minArgs: 0,

@@ -140,6 +140,9 @@ describe("remove a running follower", () => {
       expect(Date.now() - started).toBeLessThan(2000);
       expect(describeReply(await sendCommand(follower.clientAddr, ["GET", "late", "local"]))).not.toStartWith("-");
       expect(describeReply(await sendCommand(leader.clientAddr, ["GET", "refused"]))).toBe("nil");
+      // Its member list is stale, so MEMBERS says so instead of listing itself.
+      expect(describeReply(await sendCommand(follower.clientAddr, ["MEMBERS"]))).toStartWith("-REMOVED");
+      expect(describeReply(await sendCommand(leader.clientAddr, ["MEMBERS"]))).not.toContain(follower.id);
 
       // Added back, it is a member again and takes writes.
       const join = await cluster.command(leader, ["JOIN", follower.id, `127.0.0.1:${follower.raftPort}`, follower.clientAddr], 10_000);
