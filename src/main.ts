@@ -2,7 +2,7 @@
 // Entry point of the echokv executable: one binary for every role.
 
 import "./cli/plain-output.ts";
-import { defineCommand, runMain, type CommandDef } from "citty";
+import { defineCommand, runMain, showUsage, type CommandDef } from "citty";
 import { cliCommand } from "./cli/cli.ts";
 import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve.ts";
@@ -50,6 +50,20 @@ const main = defineCommand({
   },
 });
 
+/**
+ * citty names a command in its help by its direct parent only, so `echokv
+ * snapshot save --help` read `snapshot save`. A nested command's parent gets
+ * the executable's name in front.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function showFullUsage(command: CommandDef<any>, parent?: CommandDef<any>): Promise<void> {
+  const parentMeta = parent?.meta;
+  if (parent && parent !== main && parentMeta && typeof parentMeta === "object" && !(parentMeta instanceof Promise)) {
+    parent = { ...parent, meta: { ...parentMeta, name: `echokv ${parentMeta.name}` } };
+  }
+  await showUsage(command, parent);
+}
+
 process.on("unhandledRejection", (reason) => reportAndExit(reason));
 
-await runMain(main);
+await runMain(main, { showUsage: showFullUsage });
