@@ -1,23 +1,30 @@
-import type { Entry, SnapshotMeta } from "./types.ts";
+import { KIND_CODES, KINDS_BY_CODE, type Entry, type Member, type SnapshotMeta } from "./types.ts";
 import { assert } from "./assert.ts";
+import { LogPages } from "./log-pages.ts";
 
 /** Rough in-memory and wire size of an entry, used for message and batch limits. */
 export function entrySize(entry: Entry): number {
   return entry.data.byteLength + 24 + (entry.members ? entry.members.length * 64 : 0);
 }
 
+/** Initial number of entries the index arrays hold; they double as needed. */
+const MIN_CAPACITY = 1024;
+
 /**
  * The core's view of the log: every entry after the last snapshot, in memory.
  * Entries up to `stableIndex` are known to be on disk. Those up to
  * `handedOutIndex` were given to the runtime to persist, and the rest wait
  * for the next ready batch.
+ *
+ * Entries are not kept as objects. Terms, kinds and data locations sit in
+ * typed arrays, data in LogPages, and the members of config entries in a
+ * map. Every entry returned is a new object with its own copy of the data,
+ * which the caller may keep.
  */
 export class RaftLog {
   /** Index and term of the last entry folded into the snapshot (0 when none). */
   snapshotIndex: number;
   snapshotTerm: number;
-  /** entries[i].index === snapshotIndex + 1 + i, always. */
-  #entries: Entry[];
   /** Highest index known to be persisted; never above lastIndex(). */
   stableIndex: number;
   /**
@@ -30,19 +37,35 @@ export class RaftLog {
   /** Lowest index deleted since the last ready batch, or null when none was. */
   pendingTruncateFrom: number | null = null;
 
+  /** Entry snapshotIndex + 1 + i is at position #head + i of the arrays below. */
+  #head = 0;
+  #count = 0;
+  #terms = new Float64Array(MIN_CAPACITY);
+  #locations = new Float64Array(MIN_CAPACITY);
+  #lengths = new Uint32Array(MIN_CAPACITY);
+  #kinds = new Uint8Array(MIN_CAPACITY);
+  /** Members of each config entry, by index. */
+  #members = new Map<number, Member[]>();
+  #pages = new LogPages();
+
   constructor(snapshot: SnapshotMeta | null, entries: Entry[]) {
     this.snapshotIndex = snapshot?.lastIndex ?? 0;
     this.snapshotTerm = snapshot?.lastTerm ?? 0;
     for (let i = 0; i < entries.length; i++) {
       assert(entries[i].index === this.snapshotIndex + 1 + i, "log entries are not contiguous after the snapshot");
+      this.#push(entries[i]);
     }
-    this.#entries = entries;
     this.stableIndex = this.lastIndex();
     this.handedOutIndex = this.stableIndex;
   }
 
+  /** Bytes of the pages that hold entry data. */
+  get dataBytes(): number {
+    return this.#pages.memoryBytes;
+  }
+
   lastIndex(): number {
-    return this.snapshotIndex + this.#entries.length;
+    return this.snapshotIndex + this.#count;
   }
 
   lastTerm(): number {
@@ -57,12 +80,12 @@ export class RaftLog {
   term(index: number): number | undefined {
     if (index === this.snapshotIndex) return this.snapshotTerm;
     if (index < this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.#entries[index - this.snapshotIndex - 1].term;
+    return this.#terms[this.#position(index)];
   }
 
   entry(index: number): Entry | undefined {
     if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.#entries[index - this.snapshotIndex - 1];
+    return this.#read(index);
   }
 
   /**
@@ -75,10 +98,10 @@ export class RaftLog {
     let bytes = 0;
     const last = Math.min(to, this.lastIndex());
     for (let index = from; index <= last; index++) {
-      const entry = this.#entries[index - this.snapshotIndex - 1];
-      bytes += entrySize(entry);
+      const position = this.#position(index);
+      bytes += this.#lengths[position] + 24 + (this.#members.get(index)?.length ?? 0) * 64;
       if (out.length > 0 && bytes > maxBytes) break;
-      out.push(entry);
+      out.push(this.#read(index));
     }
     return out;
   }
@@ -89,16 +112,21 @@ export class RaftLog {
     return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
   }
 
+  /** Appends a copy of `entry`; the caller may reuse or drop its own. */
   append(entry: Entry): void {
     assert(entry.index === this.lastIndex() + 1, `append of index ${entry.index} after ${this.lastIndex()}`);
-    this.#entries.push(entry);
+    this.#push(entry);
   }
 
   /** Deletes every entry with index >= `from`. The caller guarantees none is committed. */
   truncateFrom(from: number): void {
     assert(from > this.snapshotIndex, `truncate at ${from} reaches into the snapshot at ${this.snapshotIndex}`);
     if (from > this.lastIndex()) return;
-    this.#entries.length = from - this.snapshotIndex - 1;
+    for (let index = from; index <= this.lastIndex(); index++) {
+      this.#pages.release(this.#locations[this.#position(index)]);
+      this.#members.delete(index);
+    }
+    this.#count = from - this.snapshotIndex - 1;
     this.stableIndex = Math.min(this.stableIndex, from - 1);
     this.handedOutIndex = Math.min(this.handedOutIndex, from - 1);
     this.pendingTruncateFrom = Math.min(this.pendingTruncateFrom ?? from, from);
@@ -114,14 +142,16 @@ export class RaftLog {
     const from = Math.max(this.stableIndex, this.handedOutIndex);
     if (from >= this.lastIndex()) return [];
     this.handedOutIndex = this.lastIndex();
-    return this.#entries.slice(from - this.snapshotIndex);
+    return this.slice(from + 1, this.lastIndex());
   }
 
   /** Replaces the whole log with a snapshot (InstallSnapshot from the leader). */
   restoreSnapshot(meta: SnapshotMeta): void {
+    this.#releaseThrough(this.lastIndex());
     this.snapshotIndex = meta.lastIndex;
     this.snapshotTerm = meta.lastTerm;
-    this.#entries = [];
+    this.#head = 0;
+    this.#count = 0;
     this.stableIndex = meta.lastIndex;
     this.handedOutIndex = meta.lastIndex;
     this.pendingTruncateFrom = null;
@@ -131,17 +161,78 @@ export class RaftLog {
   compact(index: number, term: number): void {
     assert(index <= this.lastIndex(), `compact at ${index} beyond last index ${this.lastIndex()}`);
     if (index <= this.snapshotIndex) return;
-    this.#entries = this.#entries.slice(index - this.snapshotIndex);
+    this.#releaseThrough(index);
+    const dropped = index - this.snapshotIndex;
+    this.#head += dropped;
+    this.#count -= dropped;
     this.snapshotIndex = index;
     this.snapshotTerm = term;
   }
 
   /** Searches back from `upTo` for the newest config entry. */
   lastConfigEntry(upTo: number = this.lastIndex()): Entry | undefined {
+    const config = KIND_CODES.config;
     for (let index = Math.min(upTo, this.lastIndex()); index > this.snapshotIndex; index--) {
-      const entry = this.#entries[index - this.snapshotIndex - 1];
-      if (entry.kind === "config") return entry;
+      if (this.#kinds[this.#position(index)] === config) return this.#read(index);
     }
     return undefined;
+  }
+
+  #position(index: number): number {
+    return this.#head + index - this.snapshotIndex - 1;
+  }
+
+  #push(entry: Entry): void {
+    if (this.#head + this.#count === this.#terms.length) this.#makeRoom();
+    const position = this.#head + this.#count;
+    this.#terms[position] = entry.term;
+    this.#kinds[position] = KIND_CODES[entry.kind];
+    this.#lengths[position] = entry.data.byteLength;
+    this.#locations[position] = this.#pages.write(entry.data);
+    if (entry.members) this.#members.set(entry.index, entry.members);
+    this.#count++;
+  }
+
+  #read(index: number): Entry {
+    const position = this.#position(index);
+    const entry: Entry = {
+      index,
+      term: this.#terms[position],
+      kind: KINDS_BY_CODE[this.#kinds[position]],
+      data: this.#pages.read(this.#locations[position], this.#lengths[position]),
+    };
+    const members = this.#members.get(index);
+    if (members) entry.members = members;
+    return entry;
+  }
+
+  /** Releases the data and members of entries from the first through `index`. */
+  #releaseThrough(index: number): void {
+    for (let i = this.snapshotIndex + 1; i <= index; i++) {
+      this.#pages.release(this.#locations[this.#position(i)]);
+      this.#members.delete(i);
+    }
+  }
+
+  /** Moves the entries to the front of the arrays when compaction freed at least half, and doubles the arrays otherwise. */
+  #makeRoom(): void {
+    const capacity = this.#terms.length;
+    const grown = this.#count * 2 > capacity ? capacity * 2 : capacity;
+    const from = this.#head;
+    const to = from + this.#count;
+    const move = <T extends Float64Array | Uint32Array | Uint8Array>(array: T, make: (length: number) => T): T => {
+      if (grown === capacity) {
+        array.copyWithin(0, from, to);
+        return array;
+      }
+      const next = make(grown);
+      next.set(array.subarray(from, to));
+      return next;
+    };
+    this.#terms = move(this.#terms, (length) => new Float64Array(length));
+    this.#locations = move(this.#locations, (length) => new Float64Array(length));
+    this.#lengths = move(this.#lengths, (length) => new Uint32Array(length));
+    this.#kinds = move(this.#kinds, (length) => new Uint8Array(length));
+    this.#head = 0;
   }
 }

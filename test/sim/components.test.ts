@@ -118,11 +118,14 @@ describe("SimStorage", () => {
 });
 
 describe("entry copies", () => {
-  test("copies keep the origin, new entries get a new one", () => {
+  test("copies keep the origin, entries with other content get another", () => {
     const a = entry(1, 1);
-    const b = entry(1, 1);
-    expect(originOf(cloneEntry(a))).toBe(originOf(a));
-    expect(originOf(b)).not.toBe(originOf(a));
+    const copy = cloneEntry(a);
+    expect(copy.data).not.toBe(a.data);
+    expect(originOf(copy)).toBe(originOf(a));
+    const other = { ...a, data: new Uint8Array([...a.data, 0]) };
+    expect(originOf(other)).not.toBe(originOf(a));
+    expect(originOf({ ...a, kind: "noop" })).not.toBe(originOf(a));
   });
 
   test("append messages are copied entry by entry", () => {

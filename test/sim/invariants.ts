@@ -1,8 +1,8 @@
 // Safety invariants of Raft, checked by the simulator after every event.
 // Each check throws InvariantViolation naming the invariant and the nodes.
 //
-// Entries are compared by origin id (see entries.ts), so "the same entry"
-// means the same append by the same leader, not equal bytes.
+// Entries are compared by their content (see entries.ts). Client writes
+// carry unique values, so "the same entry" means the same append.
 //
 // A node may act in memory on a term or an entry that it never persists and
 // never sends, and then crash. The rest of the cluster never learns of it,
@@ -34,6 +34,19 @@ import type { RaftCore } from "../../src/raft/core.ts";
 import type { Entry, Member, Message, NodeId, Role } from "../../src/raft/types.ts";
 import { originOf } from "./entries.ts";
 
+/** Whether two entries from a log are the same append: one (index, term) and one content. */
+function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.index !== b.index || a.term !== b.term || a.kind !== b.kind || a.data.length !== b.data.length) return false;
+  for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) return false;
+  if (a.members === b.members) return true;
+  if (!a.members || !b.members || a.members.length !== b.members.length) return false;
+  return a.members.every((member, i) => {
+    const other = b.members![i];
+    return member.id === other.id && member.raftAddr === other.raftAddr && member.clientAddr === other.clientAddr && member.voter === other.voter && member.incarnation === other.incarnation;
+  });
+}
+
 export class InvariantViolation extends Error {
   override name = "InvariantViolation";
   readonly invariant: string;
@@ -46,13 +59,13 @@ export class InvariantViolation extends Error {
 
 interface CommittedEntry {
   term: number;
-  origin: number;
+  origin: string;
   /** Lowest term in which any node saw this index committed. */
   seenInTerm: number;
 }
 
 interface RegisteredEntry {
-  origin: number;
+  origin: string;
   prevTerm: number;
 }
 
@@ -87,7 +100,7 @@ export class InvariantChecker {
   /** Committed prefix: #committed[index] for 1 <= index <= maxCommitted. */
   #committed: CommittedEntry[] = [];
   /** Applied sequence: #applied[index] is the origin of the entry applied at that index. */
-  #applied: number[] = [];
+  #applied: string[] = [];
   #appliedChecked = 0;
   #watches = new Map<NodeId, NodeWatch>();
 
@@ -100,7 +113,7 @@ export class InvariantChecker {
   }
 
   /** Origins of the committed prefix, index 1 first. */
-  committedOrigins(): number[] {
+  committedOrigins(): string[] {
     return this.#committed.slice(1).map((entry) => entry.origin);
   }
 
@@ -238,7 +251,7 @@ export class InvariantChecker {
     const last = log.lastIndex();
     const previousLast = Math.max(0, watch.log.length - 1);
     let unchanged = Math.min(last, previousLast);
-    while (unchanged >= 1 && log.entry(unchanged) !== watch.log[unchanged]) unchanged--;
+    while (unchanged >= 1 && !sameEntry(log.entry(unchanged), watch.log[unchanged])) unchanged--;
 
     if (unchanged < previousLast) {
       const firstLost = unchanged + 1;
