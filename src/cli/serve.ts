@@ -14,7 +14,7 @@ import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raf
 import { parseConsistency, type Consistency } from "../server/commands.ts";
 import { RespServer } from "../server/server.ts";
 import { SqliteStorage, StorageError } from "../storage/sqlite.ts";
-import { parseHostPort } from "../transport/address.ts";
+import { checkListenable, parseHostPort } from "../transport/address.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../transport/transport.ts";
 import { TcpTransport } from "../transport/tcp.ts";
 import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
@@ -150,6 +150,8 @@ function normalizeListenAddr(value: string, flag: string): string {
 
 /** Starts a node and resolves once it is serving; the returned function stops it. */
 export async function runNode(settings: ServeSettings, logger: Logger): Promise<() => Promise<void>> {
+  checkListenable(settings.listenAddr);
+  checkListenable(settings.raftAddr);
   const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
   const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
   let mode: "recover" | "bootstrap" | "join";
@@ -268,7 +270,7 @@ async function announceNewAddresses(node: EchoNode, settings: ServeSettings, log
   for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && targets.length > 0 && !stopped(); attempt++) {
     const target = targets[attempt % targets.length];
     try {
-      const reply = await sendJoin(target, settings, node.incarnation, 10_000);
+      const reply = await sendJoin(target, settings, [node.incarnation, node.clusterId ?? ""], 10_000);
       if (reply.type === "array") {
         logger.info("address change recorded", { ...fields, via: target });
         return;
@@ -284,11 +286,15 @@ async function announceNewAddresses(node: EchoNode, settings: ServeSettings, log
   if (!stopped()) logger.error("could not record this node's new addresses; peers still dial the old ones", { ...fields, error: lastError });
 }
 
-/** Sends JOIN for this node to the member at `target` and returns the reply. Connection failures throw. */
-async function sendJoin(target: string, settings: ServeSettings, incarnation: string, timeoutMs: number): Promise<RespValue> {
+/**
+ * Sends JOIN for this node to the member at `target` and returns the reply.
+ * `extra` is the incarnation, and for a node with data also its cluster id.
+ * Connection failures throw.
+ */
+async function sendJoin(target: string, settings: ServeSettings, extra: string[], timeoutMs: number): Promise<RespValue> {
   const client = await RespClient.connect(target, { timeoutMs: 2000 });
   try {
-    return await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, incarnation], { timeoutMs });
+    return await client.command(["JOIN", settings.nodeId, settings.raftAddr, settings.clientAddr, ...extra], { timeoutMs });
   } finally {
     client.close();
   }
@@ -304,7 +310,7 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
   while (Date.now() < deadline) {
     attempt++;
     try {
-      const reply = await sendJoin(target, settings, incarnation, Math.max(1000, deadline - Date.now()));
+      const reply = await sendJoin(target, settings, [incarnation], Math.max(1000, deadline - Date.now()));
       const joined = parseJoinReply(reply);
       if (joined) {
         const { clusterId, members } = joined;

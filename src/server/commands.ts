@@ -260,10 +260,18 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
   JOIN: {
     minArgs: 3,
-    maxArgs: 4,
+    maxArgs: 5,
     kind: "admin",
     leaderOnly: true,
-    run: (ctx, [id, raftAddr, clientAddr, incarnation]) => {
+    run: (ctx, [id, raftAddr, clientAddr, incarnation, clusterId]) => {
+      // A node restarted from its data directory names its cluster, so that
+      // a --join-addr pointing at another cluster cannot add it there.
+      if (clusterId !== undefined && text(clusterId) !== ctx.node.clusterId) {
+        return error(
+          `ERR node ${text(id)} belongs to cluster ${text(clusterId)}, but this is cluster ${ctx.node.clusterId ?? "(none)"}; ` +
+            "a node with data joins only its own cluster, so point --join-addr at one of its members or start it with an empty --data-dir",
+        );
+      }
       const member: Omit<Member, "voter"> = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
       if (incarnation !== undefined) member.incarnation = text(incarnation);
       // Reply: the cluster id, then id, raft address and client address of every member.

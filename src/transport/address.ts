@@ -35,3 +35,18 @@ export function listenFailure(addr: string, err: unknown): string {
   const reason = err instanceof Error ? err.message : String(err);
   return `cannot listen on ${addr}: ${reason}${typeof code === "string" ? ` (${code})` : ""}`;
 }
+
+/**
+ * Throws the listenFailure message when `addr` cannot be listened on right
+ * now. A node checks its addresses before it writes any state, so that a port
+ * in use does not leave a bootstrapped cluster behind. Port 0 always passes.
+ */
+export function checkListenable(addr: string): void {
+  const { host, port } = parseHostPort(addr);
+  if (port === 0) return;
+  try {
+    Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+  } catch (err) {
+    throw new Error(listenFailure(addr, err));
+  }
+}

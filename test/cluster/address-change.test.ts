@@ -86,4 +86,29 @@ describe("address change", () => {
     },
     60_000,
   );
+
+  clusterTest(
+    "node of another cluster is not added",
+    async () => {
+      // A node of its own one-node cluster restarts on new addresses with a
+      // --join-addr that points at another cluster by mistake.
+      const cluster = new Cluster({ name: "other-cluster", tickMs: 20 });
+      const member = cluster.addNode({ id: "node-1", joinAddr: null });
+      await cluster.start(member);
+      await cluster.waitForLeader([member]);
+      const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
+      await cluster.start(stranger);
+      await cluster.waitForLeader([stranger]);
+      await cluster.kill(stranger, "SIGTERM");
+      stranger.moveToNewPorts();
+      stranger.joinAddr = member.clientAddr;
+      await cluster.start(stranger, "ping");
+      await stranger.waitForLog("could not record this node's new addresses", 20_000);
+      expect(stranger.log()).toContain("node node-x belongs to cluster");
+
+      const members = await membersByRaftAddr(cluster, member);
+      expect([...members.values()]).toEqual(["node-1"]);
+    },
+    60_000,
+  );
 });

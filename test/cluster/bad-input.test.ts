@@ -396,6 +396,34 @@ describe("bad operator input", () => {
   );
 
   clusterTest(
+    "port in use leaves no state",
+    async () => {
+      const cluster = new Cluster({ name: "port-in-use", tickMs: 20 });
+      const first = cluster.addNode({ joinAddr: null });
+      await cluster.start(first);
+      await cluster.waitForLeader([first]);
+
+      // Without --join-addr, a node whose ports are free would bootstrap a
+      // cluster of its own. Its client port, then its raft port, is taken.
+      const second = cluster.addNode({ joinAddr: null, ports: { client: first.clientPort, raft: freePort() } });
+      for (const taken of ["client", "raft"] as const) {
+        if (taken === "raft") second.raftPort = first.raftPort;
+        await cluster.start(second, "none");
+        expect(await second.exitWithin(10_000)).toBe(1);
+        expect(second.fatalMessage()).toContain("the address is already in use");
+        second.moveToNewPorts();
+      }
+
+      // Nothing was bootstrapped, so it can still join the first node's cluster.
+      second.joinAddr = first.clientAddr;
+      await cluster.start(second);
+      await cluster.waitForVoters([first, second]);
+      expect(second.log()).not.toContain("bootstrapped");
+    },
+    30_000,
+  );
+
+  clusterTest(
     "data dir of another node id",
     async () => {
       const cluster = new Cluster({ name: "wrong-id", tickMs: 20 });
