@@ -32,8 +32,10 @@ if (!existsSync(binary)) {
   process.exit(1);
 }
 
-const colors = ["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m"];
-const reset = "\x1b[0m";
+// Node names are coloured only on a terminal, as NO_COLOR asks.
+const useColor = process.stderr.isTTY === true && process.env.NO_COLOR === undefined;
+const colors = useColor ? ["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m"] : [""];
+const reset = useColor ? "\x1b[0m" : "";
 const children: Subprocess[] = [];
 let stopping = false;
 
@@ -67,49 +69,79 @@ function startNode(index: number): void {
   });
 }
 
-/** Waits until the client port accepts PING, or fails after `timeoutMs`. */
-async function waitForPing(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((done) => {
-      Bun.connect({
-        hostname: "127.0.0.1",
-        port,
-        socket: {
-          open: (socket) => void socket.write("PING\r\n"),
-          data: (socket, data) => {
-            done(data.toString().startsWith("+PONG"));
+/** Sends one inline command to 127.0.0.1:`port` and returns what arrives within a second, or "" when nothing listens. */
+function query(port: number, command: string): Promise<string> {
+  return new Promise<string>((done) => {
+    let received = "";
+    const timer = setTimeout(() => done(received), 1000);
+    const finish = () => {
+      clearTimeout(timer);
+      done(received);
+    };
+    Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        open: (socket) => void socket.write(`${command}\r\n`),
+        data: (socket, data) => {
+          received += data.toString();
+          // INFO is one bulk string, complete once it ends with CRLF after its last field.
+          if (received.includes("loading:") && received.endsWith("\r\n")) {
             socket.end();
-          },
-          error: () => done(false),
-          connectError: () => done(false),
+            finish();
+          }
         },
-      }).catch(() => done(false));
-    });
-    if (ok) return;
-    await Bun.sleep(100);
-  }
-  throw new Error(`node on port ${port} did not respond to PING within ${timeoutMs} ms`);
+        close: finish,
+        error: finish,
+        connectError: finish,
+      },
+    }).catch(finish);
+  });
 }
 
-async function stopAll(signal: string): Promise<void> {
+/**
+ * Waits until node `index` answers INFO with its own id on its client port.
+ * Fails at once when the node exits or another server answers on that port.
+ */
+async function waitForNode(index: number, timeoutMs: number): Promise<void> {
+  const id = `node-${index + 1}`;
+  const port = basePort + index;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const child = children[index];
+    if (child.exitCode !== null) throw new Error(`${id} exited with status ${child.exitCode} before it was ready; its log lines are above`);
+    const reply = await query(port, "INFO server");
+    if (reply.includes(`node_id:${id}\r\n`)) return;
+    const other = /node_id:([^\r\n]*)/.exec(reply)?.[1];
+    if (other !== undefined) throw new Error(`port ${port} is served by another EchoKV node (${other}), not ${id}; choose another --base-port`);
+    await Bun.sleep(100);
+  }
+  throw new Error(`${id} did not answer on port ${port} within ${timeoutMs} ms`);
+}
+
+async function stopAll(reason: string, exitCode = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   const running = children.filter((child) => child.exitCode === null);
-  console.error(`\n${signal}: stopping ${running.length} of ${children.length} nodes`);
+  console.error(`\n${reason}: stopping ${running.length} of ${children.length} nodes`);
   for (const child of children) child.kill("SIGTERM");
   await Promise.race([Promise.all(children.map((child) => child.exited)), Bun.sleep(5000)]);
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 process.on("SIGINT", () => void stopAll("SIGINT"));
 process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
-startNode(0);
-await waitForPing(basePort, 10_000);
-for (let index = 1; index < nodeCount; index++) startNode(index);
-for (let index = 1; index < nodeCount; index++) await waitForPing(basePort + index, 10_000);
+try {
+  startNode(0);
+  await waitForNode(0, 10_000);
+  for (let index = 1; index < nodeCount; index++) startNode(index);
+  for (let index = 1; index < nodeCount; index++) await waitForNode(index, 10_000);
+} catch (err) {
+  console.error(`cannot start the cluster: ${err instanceof Error ? err.message : String(err)}`);
+  await stopAll("error", 1);
+}
 
 const ports = Array.from({ length: nodeCount }, (_, index) => basePort + index);
 console.log(`
