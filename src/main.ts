@@ -3,7 +3,7 @@
 
 import "./cli/plain-output.ts";
 import { defineCommand, runMain, showUsage, type CommandDef } from "citty";
-import { cliCommand } from "./cli/cli.ts";
+import { cliCommand, splitCliArgs } from "./cli/cli.ts";
 import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { snapshotCommand } from "./cli/snapshot.ts";
@@ -66,4 +66,8 @@ async function showFullUsage(command: CommandDef<any>, parent?: CommandDef<any>)
 
 process.on("unhandledRejection", (reason) => reportAndExit(reason));
 
-await runMain(main, { showUsage: showFullUsage });
+// citty parses every argument, and takes --help anywhere as a request for
+// help, so a one-shot cli command is taken out before it sees them.
+const argv = process.argv.slice(2);
+const rawArgs = argv[0] === "cli" ? ["cli", ...splitCliArgs(argv.slice(1))] : argv;
+await runMain(main, { rawArgs, showUsage: showFullUsage });

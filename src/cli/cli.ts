@@ -10,23 +10,37 @@ const cliArgs = {
   consistency: { type: "string", description: "GET consistency for this session: local, lease or linearizable (default: the server's)" },
 } as const;
 
+/** The one-shot command's words, which splitCliArgs took out of the arguments citty parses. */
+let oneShotCommand: string[] | null = null;
+
+/**
+ * Splits the arguments after `cli` into its flags and a one-shot command,
+ * and keeps the command for the cli command's `run`. Everything from the
+ * first argument that is neither a flag nor a flag's value belongs to the
+ * command, so a value such as `--help` is sent, not parsed. Returns the
+ * flags, the only arguments citty may see.
+ */
+export function splitCliArgs(args: string[]): string[] {
+  const commandStart = firstPositional(args);
+  if (commandStart === -1) return args;
+  oneShotCommand = args.slice(commandStart);
+  const flags = args.slice(0, commandStart);
+  return flags[flags.length - 1] === "--" ? flags.slice(0, -1) : flags;
+}
+
 export const cliCommand = defineCommand({
   meta: { name: "cli", description: "Open a shell to a node, or run one command: echokv cli --connect HOST:PORT SET k v" },
   args: cliArgs,
   async run({ args, rawArgs }) {
-    // Everything after the first positional argument belongs to the command, flags included.
-    const commandStart = firstPositional(rawArgs);
-    const flags = commandStart === -1 ? rawArgs : rawArgs.slice(0, commandStart);
+    const flags = oneShotCommand === null ? splitCliArgs(rawArgs) : rawArgs;
+    const command = oneShotCommand;
     rejectUnknownFlags(flags, cliArgs, "cli");
     const address = args.connect.startsWith(":") ? `127.0.0.1${args.connect}` : args.connect;
     const consistency = args.consistency;
     if (consistency !== undefined && parseConsistency(consistency) === null) {
       throw new UsageError(`invalid --consistency "${consistency}": expected local, lease or linearizable`);
     }
-    const status =
-      commandStart === -1
-        ? await runShell(address, { consistency })
-        : await runOneShot(address, rawArgs.slice(commandStart), undefined, consistency);
+    const status = command === null ? await runShell(address, { consistency }) : await runOneShot(address, command, undefined, consistency);
     process.exit(status);
   },
 });
