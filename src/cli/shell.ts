@@ -52,10 +52,13 @@ class ShellSession {
   readonly #addr: string;
   readonly #options: ShellOptions;
   #client: RespClient | null = null;
+  /** Level applied after each connect: the flag's, or the last one a CONSISTENCY command set. */
+  #consistency: string | undefined;
 
   constructor(addr: string, options: ShellOptions) {
     this.#addr = addr;
     this.#options = options;
+    this.#consistency = options.consistency;
   }
 
   /** Opens a connection unless one is open, and applies the consistency level. */
@@ -75,7 +78,7 @@ class ShellSession {
   }
 
   async #applyConsistency(client: RespClient): Promise<void> {
-    const consistency = this.#options.consistency;
+    const consistency = this.#consistency;
     if (consistency === undefined) return;
 
     const reply = await client.command([CONSISTENCY_COMMAND, consistency], { timeoutMs: this.#options.timeoutMs });
@@ -86,6 +89,15 @@ class ShellSession {
 
   /** Sends one command, reconnecting first when the last connection was lost. */
   async send(args: Uint8Array[]): Promise<RespValue> {
+    const reply = await this.#sendOnce(args);
+    // The server keeps a level set with CONSISTENCY per connection, so a new
+    // connection after a loss gets it again, as it gets the flag's.
+    const word = args.length === 2 ? Buffer.from(args[0]).toString("latin1").toUpperCase() : "";
+    if (word === CONSISTENCY_COMMAND && reply.type !== "error") this.#consistency = Buffer.from(args[1]).toString("utf8");
+    return reply;
+  }
+
+  async #sendOnce(args: Uint8Array[]): Promise<RespValue> {
     const client = await this.connect();
     try {
       return await client.command(args, { timeoutMs: this.#options.timeoutMs });

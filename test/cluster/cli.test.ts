@@ -91,6 +91,25 @@ describe("cli one-shot", () => {
   );
 
   clusterTest(
+    "flag-like words after the command are sent",
+    async () => {
+      const { node } = await singleNode();
+      // Everything after the command word is the command's, as in redis-cli.
+      for (const [key, value] of [["flag_help", "--help"], ["flag_connect", "--connect=127.0.0.1:1"], ["flag_level", "--consistency=x"]]) {
+        const set = await runEchokv(["cli", "--connect", node.clientAddr, "SET", key, value], { timeoutMs: 10_000 });
+        expect(set.stdout, `SET ${key} ${value}`).toBe("OK\n");
+        expect(set.exitCode, `SET ${key} ${value}`).toBe(0);
+        const get = await runEchokv(["cli", "--connect", node.clientAddr, "GET", key], { timeoutMs: 10_000 });
+        expect(get.stdout).toBe(`${value}\n`);
+      }
+      // `--` ends the flags, so a command may also follow it.
+      const afterDashes = await runEchokv(["cli", "--connect", node.clientAddr, "--", "GET", "flag_help"], { timeoutMs: 10_000 });
+      expect(afterDashes.stdout).toBe("--help\n");
+    },
+    20_000,
+  );
+
+  clusterTest(
     "connection refused exits non-zero",
     async () => {
       requireBinary();
@@ -142,5 +161,42 @@ describe("cli shell", () => {
       expect(lines.some((line) => line.startsWith("(error) ERR unknown command 'BOGUSCOMMAND'"))).toBe(true);
     },
     20_000,
+  );
+
+  clusterTest(
+    "level set in the shell survives a reconnect",
+    async () => {
+      const cluster = new Cluster({ name: "cli-reconnect", tickMs: 20 });
+      const node = cluster.addNode({ joinAddr: null });
+      await cluster.start(node);
+      await cluster.waitForLeader([node]);
+      const shell = Bun.spawn([requireBinary(), "cli", "--connect", node.clientAddr], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+      const reader = shell.stdout.getReader();
+      let output = "";
+      /** Sends one line and waits until the shell has printed `expected` after what it printed before. */
+      const exchange = async (line: string, expected: string) => {
+        const before = output.length;
+        shell.stdin.write(`${line}\n`);
+        await shell.stdin.flush();
+        const deadline = Date.now() + 10_000;
+        while (!output.slice(before).includes(expected) && Date.now() < deadline) {
+          const chunk = await Promise.race([reader.read(), Bun.sleep(500).then(() => null)]);
+          if (chunk?.value) output += new TextDecoder().decode(chunk.value);
+        }
+        expect(output.slice(before), `reply to ${line}`).toContain(expected);
+      };
+      try {
+        await exchange("CONSISTENCY linearizable", "OK");
+        await cluster.kill(node, "SIGKILL");
+        await cluster.start(node);
+        await cluster.waitForLeader([node]);
+        // The connection was lost, so this command goes over a new one.
+        await exchange("CONSISTENCY", "linearizable");
+      } finally {
+        shell.kill("SIGKILL");
+        await shell.exited;
+      }
+    },
+    30_000,
   );
 });
