@@ -15,10 +15,17 @@ export interface ShellStreams {
   errorOutput: NodeJS.WritableStream;
 }
 
+/**
+ * Default wait for a reply. It is longer than a node's default request
+ * timeout (5 s), so that a node without a leader gets to reply NOLEADER or
+ * TIMEOUT before the cli gives up with an unknown outcome.
+ */
+export const CLI_TIMEOUT_MS = 15_000;
+
 export interface ShellOptions {
   /** Read consistency level sent with CONSISTENCY_COMMAND after each connect; nothing is sent when absent. */
   consistency?: string;
-  /** Maximum time in ms to connect and to wait for each reply. */
+  /** Maximum time in ms to connect and to wait for each reply; CLI_TIMEOUT_MS when absent. */
   timeoutMs?: number;
   streams?: Partial<ShellStreams>;
 }
@@ -57,7 +64,7 @@ class ShellSession {
 
   constructor(addr: string, options: ShellOptions) {
     this.#addr = addr;
-    this.#options = options;
+    this.#options = { ...options, timeoutMs: options.timeoutMs ?? CLI_TIMEOUT_MS };
     this.#consistency = options.consistency;
   }
 
@@ -219,7 +226,7 @@ export async function runOneShot(
 
   let client: RespClient;
   try {
-    client = await RespClient.connect(addr);
+    client = await RespClient.connect(addr, { timeoutMs: CLI_TIMEOUT_MS });
   } catch (err) {
     await writeLine(errorOutput, errorText(err));
     return 1;

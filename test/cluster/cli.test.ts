@@ -110,6 +110,24 @@ describe("cli one-shot", () => {
   );
 
   clusterTest(
+    "no quorum prints the node's error",
+    async () => {
+      // Nodes wait up to 5 s (the default request timeout) for a leader; the
+      // cli waits longer, so it prints their NOLEADER instead of giving up.
+      const cluster = new Cluster({ name: "cli-no-quorum", tickMs: 20 });
+      const nodes = await cluster.startCluster(3);
+      await cluster.waitForLeader(nodes);
+      const [survivor, ...others] = nodes;
+      for (const node of others) await cluster.kill(node, "SIGKILL");
+      const result = await runEchokv(["cli", "--connect", survivor.clientAddr, "SET", "no_quorum", "x"], { timeoutMs: 20_000 });
+      expect(result.exitCode).toBe(1);
+      // The node's own error reply, not the cli's "timed out after N ms".
+      expect(result.stderr).toMatch(/^\(error\) (NOLEADER|TIMEOUT) /);
+    },
+    30_000,
+  );
+
+  clusterTest(
     "connection refused exits non-zero",
     async () => {
       requireBinary();
