@@ -1220,7 +1220,7 @@ export class EchoNode {
     const joining = this.#core.members.length === 0;
     if (!isMember && !joining && members.length > 0 && !this.#removedLogged) {
       this.#removedLogged = true;
-      this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes");
+      this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes", { rejoin: this.#rejoinHint() });
     }
     if (isMember) this.#removedLogged = false;
     this.#transport?.setPeers([...peers].map(([id, raftAddr]) => ({ id, raftAddr })));
@@ -1228,6 +1228,11 @@ export class EchoNode {
 
   #warnIfSlow(writeMs: number): void {
     if (writeMs > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(writeMs) });
+  }
+
+  /** Tells the operator how to add this node back: the JOIN to send to a member. */
+  #rejoinHint(): string {
+    return `send JOIN ${this.id} ${this.#options.raftAddr} ${this.#options.clientAddr} to a member`;
   }
 
   /** Records that `peer` rejected this node as removed from the cluster. */
@@ -1240,6 +1245,7 @@ export class EchoNode {
     this.#logger.warn("a peer reports that this node was removed from the cluster, so writes here fail with REMOVED", {
       peer,
       term: this.#core.term,
+      rejoin: this.#rejoinHint(),
     });
   }
 

@@ -131,6 +131,8 @@ describe("remove a running follower", () => {
         { timeoutMs: 20_000, intervalMs: 200 },
       );
       expect(follower.log()).toContain("a peer reports that this node was removed from the cluster");
+      // The warning says how to add the node back.
+      expect(follower.log()).toContain(`send JOIN ${follower.id} 127.0.0.1:${follower.raftPort} ${follower.clientAddr} to a member`);
       expect((await cluster.info(follower)).get("removed")).toBe("1");
       expect((await cluster.info(leader)).get("removed")).toBe("0");
       expect(describeReply(await sendCommand(follower.clientAddr, ["SET", "refused", "x"]))).toStartWith("-REMOVED");
