@@ -4,7 +4,7 @@
 
 import { defineCommand, type ArgsDef } from "citty";
 import { join } from "node:path";
-import { RespClient } from "../client/client.ts";
+import { RespClient, RespClientError } from "../client/client.ts";
 import type { RespValue } from "../protocol/resp.ts";
 import type { Member } from "../raft/types.ts";
 import { createLogger, errorMessage, type Logger, type LogLevel } from "../log.ts";
@@ -327,6 +327,10 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
     } catch (err) {
       if (err instanceof UsageError) throw err;
       lastError = errorMessage(err);
+      // A raft port drops a RESP request as a bad frame without replying.
+      if (err instanceof RespClientError && err.code === "CLOSED") {
+        lastError += `; check that ${target} is a member's client address, not its raft address`;
+      }
     }
     if (attempt === 1) logger.warn("join attempt failed; retrying", { node: settings.nodeId, via: target, error: lastError });
     await Bun.sleep(Math.min(1000, 100 * attempt));

@@ -67,6 +67,8 @@ export interface CommandSpec {
   run(ctx: CommandContext, args: Buffer[]): Reply;
   /** Set for a write that a leader may propose without going through run(). */
   write?: LeaderWrite;
+  /** Error for more than maxArgs arguments, where Redis would take them as options this command lacks. */
+  extraArgsError?: string;
 }
 
 /** A write as the leader proposes it: the command for the arguments, and the reply to its result. */
@@ -148,6 +150,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     leaderOnly: true,
     write: SET_WRITE,
     run: (ctx, args) => proposeWrite(ctx, SET_WRITE, args),
+    extraArgsError: "ERR syntax error: SET takes a key and a value only, and options such as EX, PX, NX, XX and GET are not supported",
   },
   DEL: {
     minArgs: 1,
@@ -407,7 +410,8 @@ export function dispatch(ctx: CommandContext, args: Buffer[], name = text(args[0
   }
   const count = args.length - 1;
   if (count < spec.minArgs || count > spec.maxArgs) {
-    return { kind: "read", reply: () => error(`ERR wrong number of arguments for '${name.toLowerCase()}' command`) };
+    const message = count > spec.maxArgs && spec.extraArgsError !== undefined ? spec.extraArgsError : `ERR wrong number of arguments for '${name.toLowerCase()}' command`;
+    return { kind: "read", reply: () => error(message) };
   }
 
   const run = (): Reply => {
