@@ -2,6 +2,7 @@
 
 import { defineCommand } from "citty";
 import { parseConsistency } from "../server/commands.ts";
+import { parseHostPort } from "../transport/address.ts";
 import { rejectUnknownFlags, UsageError } from "./flags.ts";
 import { runOneShot, runShell } from "./shell.ts";
 
@@ -36,6 +37,11 @@ export const cliCommand = defineCommand({
     const command = oneShotCommand;
     rejectUnknownFlags(flags, cliArgs, "cli");
     const address = args.connect.startsWith(":") ? `127.0.0.1${args.connect}` : args.connect;
+    try {
+      parseHostPort(address);
+    } catch (err) {
+      throw new UsageError(`invalid --connect: ${err instanceof Error ? err.message : String(err)}`);
+    }
     const consistency = args.consistency;
     if (consistency !== undefined && parseConsistency(consistency) === null) {
       throw new UsageError(`invalid --consistency "${consistency}": expected local, lease or linearizable`);

@@ -3,6 +3,7 @@
 // JOIN to that member. With state it recovers and ignores --join-addr.
 
 import { defineCommand, type ArgsDef } from "citty";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { RespClient, RespClientError } from "../client/client.ts";
 import type { RespValue } from "../protocol/resp.ts";
@@ -150,6 +151,9 @@ function normalizeListenAddr(value: string, flag: string): string {
 
 /** Starts a node and resolves once it is serving; the returned function stops it. */
 export async function runNode(settings: ServeSettings, logger: Logger): Promise<() => Promise<void>> {
+  if (existsSync(settings.dataDir) && !statSync(settings.dataDir).isDirectory()) {
+    throw new UsageError(`invalid --data-dir ${settings.dataDir}: it exists and is not a directory`);
+  }
   checkListenable(settings.listenAddr);
   checkListenable(settings.raftAddr);
   const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
@@ -169,7 +173,8 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
       await restoreFromBackup(storage, settings.dataDir, settings.restore, { ...self, voter: true, incarnation: storage.incarnation() }, logger);
     } catch (err) {
       storage.close();
-      throw new UsageError(`cannot restore from ${settings.restore}: ${errorMessage(err)}`);
+      const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "the file does not exist" : errorMessage(err);
+      throw new UsageError(`cannot restore from ${settings.restore}: ${reason}`);
     }
   } else if (storage.clusterId() !== null) {
     mode = "recover";
@@ -258,7 +263,13 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
 async function announceNewAddresses(node: EchoNode, settings: ServeSettings, logger: Logger, stopped: () => boolean): Promise<void> {
   const recorded = node.member(settings.nodeId);
   if (!recorded || (recorded.raftAddr === settings.raftAddr && recorded.clientAddr === settings.clientAddr)) return;
-  const fields = { node: settings.nodeId, raft_addr: settings.raftAddr, previous_raft_addr: recorded.raftAddr };
+  const fields = {
+    node: settings.nodeId,
+    raft_addr: settings.raftAddr,
+    previous_raft_addr: recorded.raftAddr,
+    client_addr: settings.clientAddr,
+    previous_client_addr: recorded.clientAddr,
+  };
   logger.info("this node's addresses changed; asking the cluster to record the new ones", fields);
   const targets = settings.joinAddr
     ? [settings.joinAddr]

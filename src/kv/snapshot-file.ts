@@ -217,7 +217,13 @@ export async function loadSnapshotFile(
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
-    if (size < 12 + 16) throw new SnapshotCorruptError(`${path} is truncated (${size} bytes)`);
+    if (size < 12 + 16) {
+      // Too short for a header: say whether it starts like a snapshot at all.
+      const start = Buffer.alloc(Math.min(size, 8));
+      readSync(fd, start, 0, start.byteLength, 0);
+      const looksLikeSnapshot = start.byteLength === 8 && start.equals(MAGIC);
+      throw new SnapshotCorruptError(`${path} ${looksLikeSnapshot ? "is truncated" : "is not an EchoKV snapshot"} (${size} bytes)`);
+    }
     const reader = new ChunkReader(fd, path, size - 4);
     const corrupt = (problem: string) => new SnapshotCorruptError(`${path} ${problem}`);
     const prefix = reader.take(12)!;

@@ -5,7 +5,7 @@
 // acknowledged before the test are still there.
 
 import { describe, expect } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -368,6 +368,38 @@ describe("bad operator input", () => {
       }
     },
     60_000,
+  );
+
+  clusterTest(
+    "bad paths exit 2 with a plain message",
+    async () => {
+      const scratch = mkdtempSync(join(tmpdir(), "echokv-paths-"));
+      try {
+        const port = () => `127.0.0.1:${freePort()}`;
+        const serve = (...extra: string[]) => ["serve", "--node-id", "node-1", "--listen-addr", port(), "--raft-addr", port(), ...extra];
+        writeFileSync(join(scratch, "a-file"), "not a directory");
+        writeFileSync(join(scratch, "junk.snap"), "hello\n");
+        const cases: Array<{ name: string; args: string[]; message: string }> = [
+          { name: "file as data dir", args: serve("--data-dir", join(scratch, "a-file")), message: "it exists and is not a directory" },
+          {
+            name: "missing backup",
+            args: serve("--data-dir", join(scratch, "d1"), "--restore", join(scratch, "missing.snap")),
+            message: "the file does not exist",
+          },
+          { name: "not a backup", args: serve("--data-dir", join(scratch, "d2"), "--restore", join(scratch, "junk.snap")), message: "is not an EchoKV snapshot" },
+          { name: "address without port", args: ["cli", "--connect", "127.0.0.1", "GET", "k"], message: "invalid --connect" },
+        ];
+        for (const { name, args, message } of cases) {
+          const result = await runEchokv(args, { timeoutMs: 10_000 });
+          expect(result.exitCode, `exit status for ${name}`).toBe(2);
+          expect(result.stderr, `stderr for ${name}`).toStartWith("echokv: ");
+          expect(result.stderr, `stderr for ${name}`).toContain(message);
+        }
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+    },
+    30_000,
   );
 
   clusterTest(
