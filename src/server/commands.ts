@@ -225,10 +225,10 @@ const COMMANDS: Record<string, CommandSpec> = {
 
   INFO: {
     minArgs: 0,
-    maxArgs: 1,
+    maxArgs: Infinity,
     kind: "admin",
     leaderOnly: false,
-    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), args.length > 0 ? text(args[0]).toLowerCase() : null)),
+    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), ...args.map((arg) => text(arg).toLowerCase()))),
   },
   MEMBERS: {
     minArgs: 0,

@@ -41,8 +41,12 @@ function memoryLines(status: NodeStatus): string[] {
   ];
 }
 
-/** Formats the INFO reply; `section` filters to one of server, raft, members, keyspace, memory. */
-export function formatInfo(status: NodeStatus, section: string | null): string {
+/**
+ * Formats the INFO reply. `requested` names sections (server, raft, members,
+ * keyspace, memory) in lower case, and none, all, everything or default
+ * means every section. Unknown names are skipped, as Redis does.
+ */
+export function formatInfo(status: NodeStatus, ...requested: string[]): string {
   const sections: Record<string, string[]> = {
     server: [
       `echokv_version:${VERSION}`,
@@ -75,7 +79,8 @@ export function formatInfo(status: NodeStatus, section: string | null): string {
     memory: memoryLines(status),
   };
 
-  const names = section === null || section === "all" || section === "everything" ? Object.keys(sections) : [section];
+  const everything = requested.length === 0 || requested.some((name) => name === "all" || name === "everything" || name === "default");
+  const names = everything ? Object.keys(sections) : Object.keys(sections).filter((name) => requested.includes(name));
   const parts: string[] = [];
   for (const name of names) {
     const lines = sections[name];

@@ -86,6 +86,15 @@ describe("INFO member lines", () => {
     expect(formatInfo(status({}), "raft")).toContain("removed:0");
   });
 
+  test("several sections in one request", () => {
+    const info = formatInfo(status({}), "raft", "keyspace", "nosuchsection");
+    expect(info).toContain("# Raft\r\n");
+    expect(info).toContain("# Keyspace\r\nkeys:10\r\n");
+    expect(info).not.toContain("# Server");
+    expect(formatInfo(status({}))).toContain("# Server");
+    expect(formatInfo(status({}), "default")).toContain("# Memory");
+  });
+
   test("a pre-candidate reports its own role, as its log lines and events do", () => {
     const info = formatInfo(status({ role: "precandidate", leaderId: null }), "raft");
     expect(info).toContain("role:precandidate");
