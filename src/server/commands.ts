@@ -250,6 +250,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     kind: "admin",
     leaderOnly: false,
     run: (ctx) => {
+      if (ctx.node.removed) throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster, so it follows no leader; ask a current member`);
       const leader = ctx.node.leader();
       return leader ? bulk(`${leader.id} ${leader.clientAddr}`) : NIL;
     },

@@ -144,6 +144,7 @@ describe("remove a running follower", () => {
       expect(describeReply(await sendCommand(leader.clientAddr, ["GET", "refused"]))).toBe("nil");
       // Its member list is stale, so MEMBERS says so instead of listing itself.
       expect(describeReply(await sendCommand(follower.clientAddr, ["MEMBERS"]))).toStartWith("-REMOVED");
+      expect(describeReply(await sendCommand(follower.clientAddr, ["LEADER"]))).toStartWith("-REMOVED");
       expect(describeReply(await sendCommand(leader.clientAddr, ["MEMBERS"]))).not.toContain(follower.id);
 
       // Added back, it is a member again and takes writes.
