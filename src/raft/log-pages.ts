@@ -60,6 +60,8 @@ export class LogPages {
       const active = this.#active >= 0 ? this.#pages[this.#active] : undefined;
       if (!active || active.used + length > active.bytes.byteLength) {
         const previous = this.#active;
+        // Data below LARGE_DATA_BYTES may still exceed an early, smaller page.
+        while (this.#nextPageBytes < length) this.#nextPageBytes *= 2;
         this.#active = this.#newPage(this.#nextPageBytes);
         this.#nextPageBytes = Math.min(PAGE_BYTES, this.#nextPageBytes * 2);
         // The full page goes as soon as its last entry does.

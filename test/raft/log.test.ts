@@ -67,6 +67,15 @@ describe("RaftLog", () => {
     expect(log.firstIndex()).toBe(199_001);
   });
 
+  test("entries larger than the first pages", () => {
+    // The first pages are small; an entry of up to a quarter of a full page
+    // still shares pages with others.
+    const log = new RaftLog(null, []);
+    const sizes = [10, 20_000, 100_000, 200_000, 5, 250_000];
+    sizes.forEach((size, i) => log.append(command(i + 1, 1, size)));
+    sizes.forEach((size, i) => expect(log.entry(i + 1)).toEqual(command(i + 1, 1, size)));
+  });
+
   test("large entries get pages of their own", () => {
     const log = new RaftLog(null, []);
     log.append(command(1, 1, 3 << 20));
@@ -99,7 +108,8 @@ describe("RaftLog", () => {
         const roll = next();
         const last = snapshotIndex + model.length;
         if (roll < 0.8) {
-          const length = next() < 0.005 ? 300_000 : Math.floor(next() * 400);
+          const size = next();
+          const length = size < 0.005 ? 300_000 : size < 0.03 ? Math.floor(next() * 200_000) : Math.floor(next() * 400);
           const entry = command(last + 1, term, length);
           log.append(entry);
           model.push(command(last + 1, term, length));
