@@ -48,8 +48,12 @@ const SPARSE_DEAD_DIVISOR = 4;
  */
 const COMPACT_STEP_FACTOR = 16;
 const COMPACT_STEP_MIN_BYTES = 4 * 1024;
-/** Dropped ordinary pages kept for reuse. Compaction drops about one page for every one filled. */
-const SPARE_PAGES = 4;
+/**
+ * Dropped ordinary pages kept for reuse. Compaction drops about one page for
+ * every one filled, but in bursts: after a snapshot cursor closes, the pages
+ * that went sparse meanwhile are emptied quickly.
+ */
+const SPARE_PAGES = 16;
 
 interface Page {
   bytes: Uint8Array;

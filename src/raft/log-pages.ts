@@ -20,8 +20,14 @@ const FIRST_PAGE_BYTES = 16 * 1024;
 const LARGE_DATA_BYTES = PAGE_BYTES >>> 2;
 /** A location is page * PAGE_SPAN + offset. Ordinary pages keep offsets below it, and large ones use offset 0. */
 const PAGE_SPAN = 2 ** 21;
-/** Emptied ordinary pages kept for reuse. */
-const SPARE_PAGES = 4;
+/**
+ * Emptied ordinary pages kept for reuse. A snapshot releases the pages of
+ * nearly the whole log at once, and the next entries fill them again. The
+ * log between snapshots holds at most about the default
+ * --snapshot-log-bytes of 32 MiB, or 25% more with the spread. So up to 40
+ * pages are kept, and the rest go to the collector.
+ */
+const SPARE_PAGES = 40;
 /** Location of empty data, which takes no page. */
 export const NO_LOCATION = -1;
 
