@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { formatReply, parseHostPort, RespClient, RespClientError } from "../client/client.ts";
 import { splitCommandLine } from "../protocol/resp.ts";
 import type { RespValue } from "../protocol/resp.ts";
+import { formatCommandHelp } from "./command-help.ts";
 
 /** Command that sets the connection's GET consistency, sent after each connect when `consistency` is set. */
 export const CONSISTENCY_COMMAND = "CONSISTENCY";
@@ -146,7 +147,7 @@ function describeFailure(err: unknown): string {
  * Runs the interactive shell: reads command lines, splits them with the inline
  * quoting rules, sends them and prints the replies. Prints the `> ` prompt and
  * keeps arrow-key history only when input and output are a TTY, so piped input
- * also works. `quit`, `exit` and end of input return 0. A failed connection is
+ * also works. `help` lists the commands. `quit`, `exit` and end of input return 0. A failed connection is
  * reported and retried on the next command. Returns 1 for an invalid address
  * or when the server rejects the consistency level on the first connect.
  */
@@ -187,7 +188,9 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
       } else if (args.length > 0) {
         const name = args[0].toString("utf8").toLowerCase();
         if (args.length === 1 && (name === "quit" || name === "exit")) break;
-        await runShellCommand(session, args, streams);
+        // No server command is named HELP, so the shell answers it, as redis-cli does.
+        if (args.length === 1 && name === "help") await writeLine(streams.output, formatCommandHelp());
+        else await runShellCommand(session, args, streams);
       }
       if (interactive) lines.prompt();
     }

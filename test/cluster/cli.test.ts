@@ -157,6 +157,20 @@ describe("cli shell", () => {
   );
 
   clusterTest(
+    "help lists the commands",
+    async () => {
+      const { node } = await singleNode();
+      const result = await runEchokv(["cli", "--connect", node.clientAddr], { stdin: "help\nquit\n", timeoutMs: 10_000 });
+      expect(result.exitCode).toBe(0);
+      expect(result.stderr).toBe("");
+      for (const syntax of ["SET key value", "GET key [local|lease|linearizable]", "REMOVE node-id", "quit, exit"]) {
+        expect(result.stdout).toContain(syntax);
+      }
+    },
+    20_000,
+  );
+
+  clusterTest(
     "terminal session prints prompt and replies",
     async () => {
       const { node } = await singleNode();
