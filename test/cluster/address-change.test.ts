@@ -93,9 +93,7 @@ describe("address change", () => {
       // A node of its own one-node cluster restarts on new addresses with a
       // --join-addr that points at another cluster by mistake.
       const cluster = new Cluster({ name: "other-cluster", tickMs: 20 });
-      const member = cluster.addNode({ id: "node-1", joinAddr: null });
-      await cluster.start(member);
-      await cluster.waitForLeader([member]);
+      const [member] = await cluster.startCluster(1);
       const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
       await cluster.start(stranger);
       await cluster.waitForLeader([stranger]);
@@ -107,7 +105,7 @@ describe("address change", () => {
       expect(stranger.log()).toContain("node node-x belongs to cluster");
 
       const members = await membersByRaftAddr(cluster, member);
-      expect([...members.values()]).toEqual(["node-1"]);
+      expect([...members.values()]).toEqual([member.id]);
     },
     60_000,
   );

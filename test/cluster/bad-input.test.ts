@@ -441,9 +441,7 @@ describe("bad operator input", () => {
     "port in use leaves no state",
     async () => {
       const cluster = new Cluster({ name: "port-in-use", tickMs: 20 });
-      const first = cluster.addNode({ joinAddr: null });
-      await cluster.start(first);
-      await cluster.waitForLeader([first]);
+      const [first] = await cluster.startCluster(1);
 
       // Without --join-addr, a node whose ports are free would bootstrap a
       // cluster of its own. Its client port, then its raft port, is taken.

@@ -199,9 +199,7 @@ describe("cli shell", () => {
     "level set in the shell survives a reconnect",
     async () => {
       const cluster = new Cluster({ name: "cli-reconnect", tickMs: 20 });
-      const node = cluster.addNode({ joinAddr: null });
-      await cluster.start(node);
-      await cluster.waitForLeader([node]);
+      const [node] = await cluster.startCluster(1);
       const shell = Bun.spawn([requireBinary(), "cli", "--connect", node.clientAddr], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
       const reader = shell.stdout.getReader();
       let output = "";

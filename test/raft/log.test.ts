@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { RaftLog } from "../../src/raft/log.ts";
 import type { Entry, Member } from "../../src/raft/types.ts";
+import { SimRandom } from "../sim/random.ts";
 
 function command(index: number, term: number, length: number): Entry {
   const data = new Uint8Array(length);
@@ -13,18 +14,6 @@ function command(index: number, term: number, length: number): Entry {
 }
 
 const members: Member[] = [{ id: "n1", raftAddr: "127.0.0.1:1", clientAddr: "127.0.0.1:2", voter: true }];
-
-/** Small deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe("RaftLog", () => {
   test("entries come back as copies", () => {
@@ -99,7 +88,8 @@ describe("RaftLog", () => {
 
   for (const seed of [1, 2, 3]) {
     test(`random appends, truncations and compactions match an array (run ${seed})`, () => {
-      const next = random(seed);
+      const random = new SimRandom(seed);
+      const next = () => random.next();
       const log = new RaftLog(null, []);
       let model: Entry[] = [];
       let snapshotIndex = 0;
