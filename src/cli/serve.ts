@@ -10,6 +10,7 @@ import type { RespValue } from "../protocol/resp.ts";
 import type { Member } from "../raft/types.ts";
 import { createLogger, errorMessage, type Logger, type LogLevel } from "../log.ts";
 import { EchoNode } from "../node/node.ts";
+import { NODE_ID_PATTERN, NODE_ID_RULE } from "../node/member-rules.ts";
 import { restoreFromBackup } from "../node/snapshots.ts";
 import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
 import { parseConsistency, type Consistency } from "../server/commands.ts";
@@ -78,9 +79,7 @@ type ServeFlags = Record<keyof typeof serveArgs, string | undefined>;
 export function parseServeFlags(flags: ServeFlags): ServeSettings {
   const nodeId = flags["node-id"];
   if (nodeId === undefined) throw new UsageError("missing --node-id: give each node a unique id, such as --node-id node-1");
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) {
-    throw new UsageError(`invalid --node-id "${nodeId}": use 1 to 64 letters, digits, '.', '_' or '-'`);
-  }
+  if (!NODE_ID_PATTERN.test(nodeId)) throw new UsageError(`invalid --node-id "${nodeId}": ${NODE_ID_RULE}`);
   const listenAddr = normalizeListenAddr(flags["listen-addr"] ?? "127.0.0.1:5379", "listen-addr");
   const raftAddr = normalizeListenAddr(flags["raft-addr"] ?? "127.0.0.1:15379", "raft-addr");
   const joinFlag = flags["join-addr"];

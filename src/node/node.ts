@@ -39,6 +39,7 @@ import type { Transport, TransportOptions } from "../transport/tcp.ts";
 import { rmSync } from "node:fs";
 import { SnapshotStore, SnapshotTransfers, type LoadedSnapshot } from "./snapshots.ts";
 import { NodeError } from "./errors.ts";
+import { memberAddressProblem, NODE_ID_PATTERN, NODE_ID_RULE } from "./member-rules.ts";
 
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
@@ -491,6 +492,11 @@ export class EchoNode {
    */
   async addMember(member: Omit<Member, "voter">): Promise<void> {
     this.#checkServing();
+    if (!NODE_ID_PATTERN.test(member.id)) throw new NodeError("INVALID", `invalid node id "${member.id}": ${NODE_ID_RULE}`);
+    for (const [kind, address] of [["raft", member.raftAddr], ["client", member.clientAddr]]) {
+      const problem = memberAddressProblem(address);
+      if (problem !== null) throw new NodeError("INVALID", `invalid ${kind} address for ${member.id}: ${problem}`);
+    }
     const existing = this.member(member.id);
     const sameAddresses = existing?.raftAddr === member.raftAddr && existing?.clientAddr === member.clientAddr;
     const sameData = member.incarnation === undefined || existing?.incarnation === member.incarnation;

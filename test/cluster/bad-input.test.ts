@@ -274,6 +274,34 @@ describe("bad client input", () => {
   );
 });
 
+describe("bad membership input", () => {
+  clusterTest(
+    "JOIN with a bad id or address is rejected",
+    async () => {
+      const { cluster, nodes } = await threeNodes();
+      const leader = await cluster.waitForLeader();
+      const cases: Array<{ args: string[]; message: string }> = [
+        { args: ["JOIN", "node-9", "bad", "addr"], message: "invalid raft address for node-9" },
+        { args: ["JOIN", "node-8", "127.0.0.1:99999", "127.0.0.1:7599"], message: "invalid raft address for node-8" },
+        { args: ["JOIN", "node-7", "127.0.0.1:17597", "127.0.0.1:0"], message: "invalid client address for node-7" },
+        { args: ["JOIN", "bad id!", "127.0.0.1:17598", "127.0.0.1:7598"], message: 'invalid node id "bad id!"' },
+      ];
+      // Sent to a follower too, which forwards JOIN to the leader.
+      for (const node of [leader, nodes.find((other) => other !== leader)!]) {
+        for (const { args, message } of cases) {
+          const reply = describeReply(await cluster.command(node, args));
+          expect(reply, `reply to ${args.join(" ")}`).toStartWith("-ERR ");
+          expect(reply, `reply to ${args.join(" ")}`).toContain(message);
+        }
+      }
+      const members = await cluster.command(leader, ["MEMBERS"]);
+      expect(members.type === "array" ? members.value?.length : -1).toBe(3);
+      await expectClusterIntact(cluster, nodes);
+    },
+    30_000,
+  );
+});
+
 describe("bad raft input", () => {
   clusterTest(
     "garbage on the raft port",
