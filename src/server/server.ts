@@ -9,7 +9,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { KvCommand } from "../kv/command.ts";
 import type { ApplyResult } from "../kv/store.ts";
 import type { EchoNode, ProposalWaiter } from "../node/node.ts";
-import { array, bulk, error, integer, RespParser, type RespLimits } from "../protocol/resp.ts";
+import { array, bulk, error, integer, RespParser, simpleString, type RespLimits } from "../protocol/resp.ts";
 import { listenFailure, parseHostPort } from "../transport/address.ts";
 import {
   dispatch,
@@ -103,6 +103,8 @@ interface Connection {
   closed: boolean;
   /** Channels this connection subscribed to; while any, only (UN)SUBSCRIBE, PING and QUIT are accepted. */
   channels: Set<string>;
+  /** Set by MULTI, which EchoKV does not support: every command is rejected until EXEC or DISCARD. */
+  afterMulti: boolean;
   unsubscribe: (() => void) | null;
 }
 
@@ -198,6 +200,7 @@ export class RespServer {
       closed: false,
       channels: new Set(),
       unsubscribe: null,
+      afterMulti: false,
     };
     this.#clients++;
     if (this.#clients > this.#options.maxClients) {
@@ -232,6 +235,10 @@ export class RespServer {
         this.#enqueue(socket, Buffer.from("+OK\r\n"));
         conn.closing = true;
         break;
+      }
+      if (name === "MULTI" || name === "EXEC" || name === "DISCARD" || conn.afterMulti) {
+        this.#transaction(socket, name);
+        continue;
       }
       if (name === "SUBSCRIBE" || name === "UNSUBSCRIBE" || conn.channels.size > 0) {
         this.#pubsub(socket, name, parsed.args.slice(1));
@@ -310,6 +317,31 @@ export class RespServer {
       this.#start(socket, next.kind, next.reply, next.slot);
     }
     this.#flush(socket);
+  }
+
+  /**
+   * MULTI, EXEC and DISCARD. EchoKV has no transactions, but a client that
+   * sends MULTI expects the commands after it to run together or not at
+   * all. So MULTI fails, and every command after it fails too until EXEC
+   * (which then fails) or DISCARD: none of the transaction is applied.
+   */
+  #transaction(socket: Socket<Connection>, name: string): void {
+    const conn = socket.data;
+    if (name === "MULTI") {
+      const reply = conn.afterMulti
+        ? "ERR MULTI calls can not be nested"
+        : "ERR MULTI is not supported: EchoKV applies each command on its own, so the commands up to EXEC or DISCARD are rejected";
+      conn.afterMulti = true;
+      this.#enqueue(socket, error(reply));
+    } else if (name === "EXEC") {
+      this.#enqueue(socket, error(conn.afterMulti ? "EXECABORT Transaction discarded: MULTI is not supported, and none of its commands was applied" : "ERR EXEC without MULTI"));
+      conn.afterMulti = false;
+    } else if (name === "DISCARD") {
+      this.#enqueue(socket, conn.afterMulti ? simpleString("OK") : error("ERR DISCARD without MULTI"));
+      conn.afterMulti = false;
+    } else {
+      this.#enqueue(socket, error(`ERR ${name} rejected: it follows MULTI, which EchoKV does not support; send EXEC or DISCARD to end it`));
+    }
   }
 
   /** Redis pub/sub semantics for SUBSCRIBE cluster-events, the event stream of this node. */

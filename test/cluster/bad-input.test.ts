@@ -8,6 +8,7 @@ import { describe, expect } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { encodeCommand } from "../../src/protocol/resp.ts";
 import {
   Cluster,
   clusterTest,
@@ -271,6 +272,40 @@ describe("bad client input", () => {
       }
     },
     60_000,
+  );
+});
+
+describe("transactions", () => {
+  clusterTest(
+    "no command between MULTI and EXEC is applied",
+    async () => {
+      const { cluster, nodes } = await threeNodes();
+      const leader = await cluster.waitForLeader();
+      // What a client library sends for multi().set().del().exec(), in one write.
+      const connection = await RawConnection.open(leader.clientAddr);
+      try {
+        connection.write(encodeCommand(["MULTI"]));
+        connection.write(encodeCommand(["SET", "in_multi", "1"]));
+        connection.write(encodeCommand(["DEL", "baseline_0"]));
+        connection.write(encodeCommand(["EXEC"]));
+        connection.write(encodeCommand(["MULTI"]));
+        connection.write(encodeCommand(["DISCARD"]));
+        connection.write(encodeCommand(["EXEC"]));
+        const replies = (await connection.readReplies(7, 5000)).map(describeReply);
+        expect(replies[0]).toStartWith("-ERR MULTI is not supported");
+        expect(replies[1]).toStartWith("-ERR SET rejected: it follows MULTI");
+        expect(replies[2]).toStartWith("-ERR DEL rejected: it follows MULTI");
+        expect(replies[3]).toStartWith("-EXECABORT ");
+        expect(replies[4]).toStartWith("-ERR MULTI is not supported");
+        expect(replies[5]).toBe("OK");
+        expect(replies[6]).toBe("-ERR EXEC without MULTI");
+      } finally {
+        connection.close();
+      }
+      expect(describeReply(await cluster.command(leader, ["GET", "in_multi", "linearizable"]))).toBe("nil");
+      await expectClusterIntact(cluster, nodes);
+    },
+    30_000,
   );
 });
 
