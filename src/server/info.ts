@@ -75,7 +75,8 @@ export function formatInfo(status: NodeStatus, ...requested: string[]): string {
       `voters:${status.members.filter((member) => member.voter).length}`,
       ...status.members.map((_, index) => memberLine(status, index)),
     ],
-    keyspace: [`keys:${status.keys}`],
+    // db0 in the format of Redis, which tools that read INFO keyspace expect; Redis omits it for an empty database.
+    keyspace: [`keys:${status.keys}`, ...(status.keys > 0 ? [`db0:keys=${status.keys},expires=0,avg_ttl=0`] : [])],
     memory: memoryLines(status),
   };
 

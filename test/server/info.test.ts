@@ -89,7 +89,8 @@ describe("INFO member lines", () => {
   test("several sections in one request", () => {
     const info = formatInfo(status({}), "raft", "keyspace", "nosuchsection");
     expect(info).toContain("# Raft\r\n");
-    expect(info).toContain("# Keyspace\r\nkeys:10\r\n");
+    expect(info).toContain("# Keyspace\r\nkeys:10\r\ndb0:keys=10,expires=0,avg_ttl=0\r\n");
+    expect(formatInfo(status({ keys: 0 }), "keyspace")).not.toContain("db0:");
     expect(info).not.toContain("# Server");
     expect(formatInfo(status({}))).toContain("# Server");
     expect(formatInfo(status({}), "default")).toContain("# Memory");
