@@ -1154,8 +1154,10 @@ export class EchoNode {
     }
     if (this.#leaderWaiters.length > 0) {
       const leader = this.leader();
+      // A removed node will not hear of a leader again, so its waiters end now.
+      const removed = this.removed;
       this.#leaderWaiters = this.#leaderWaiters.filter((waiter) => {
-        if (leader || waiter.deadline <= now) {
+        if (leader || removed || waiter.deadline <= now) {
           waiter.resolve(leader);
           return false;
         }
@@ -1248,6 +1250,7 @@ export class EchoNode {
     // a peer that has not seen it added back still reports it removed.
     if (this.#core.members.length === 0) return;
     this.#toldRemoved = true;
+    this.#expireRequests();
     this.#logger.warn("a peer reports that this node was removed from the cluster, so writes here fail with REMOVED", {
       peer,
       term: this.#core.term,

@@ -38,6 +38,9 @@ export class LeaderForwarder {
     let lastError = "no leader is known";
     while (Date.now() < deadline) {
       const leader = await this.#node.waitForLeader(deadline - Date.now());
+      if (this.#node.removed) {
+        throw new NodeError("REMOVED", `node ${this.#node.id} was removed from the cluster, so the command was not sent; send it to a current member`);
+      }
       if (leader === null) break;
       if (leader.id === this.#node.id) return null;
 

@@ -1,7 +1,8 @@
 // Forwarding from a follower to the leader, against a stand-in leader on
 // 127.0.0.1. A command that never left the follower is sent again to the
 // next leader. One that reached a leader whose connection then broke is not,
-// because that leader may have committed it, so its outcome is unknown.
+// because that leader may have committed it, so its outcome is unknown. A
+// node that learns it was removed fails a command still waiting for a leader.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
@@ -84,5 +85,22 @@ describe("forwarding", () => {
     forwarder.close();
     expect(reply).toEqual({ type: "simple", value: "OK" });
     expect(leader.received()).toBe(1);
+  });
+
+  test("removal while waiting for a leader fails at once", async () => {
+    // No leader is known; 100 ms later the node learns it was removed, and
+    // its wait for a leader ends without one.
+    const node = { id: "node-2", removed: false, waitForLeader: () => Bun.sleep(100).then(() => ((node.removed = true), null)) };
+    const forwarder = new LeaderForwarder(node as unknown as EchoNode, silentLogger, 3_000, 10);
+    const started = Date.now();
+    let error: unknown = null;
+    try {
+      await forwarder.forward(SET);
+    } catch (err) {
+      error = err;
+    }
+    forwarder.close();
+    expect((error as NodeError).code).toBe("REMOVED");
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 });
