@@ -8,10 +8,15 @@
 import { describe, expect } from "bun:test";
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Cluster, clusterTest, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
+import { Cluster, clusterTest, freePort, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
 import { RespClient } from "../../src/client/client.ts";
 
 installClusterHooks();
+
+/** --listen-addr and --raft-addr on free ports, for serve runs that are expected to stop before they listen. */
+function freeAddresses(): string[] {
+  return ["--listen-addr", `127.0.0.1:${freePort()}`, "--raft-addr", `127.0.0.1:${freePort()}`];
+}
 
 const SNAPSHOT_FLAGS = ["--snapshot-entries", "200"];
 
@@ -256,7 +261,7 @@ describe("snapshots", () => {
       const broken = join(cluster.dir, "broken.snap");
       writeFileSync(broken, "not a snapshot");
       const rejected = await runEchokv(
-        ["serve", "--node-id", "x", "--data-dir", join(cluster.dir, "x"), "--raft-addr", "127.0.0.1:1", "--restore", broken],
+        ["serve", "--node-id", "x", "--data-dir", join(cluster.dir, "x"), ...freeAddresses(), "--restore", broken],
         { timeoutMs: 10_000 },
       );
       expect(rejected.exitCode).toBe(2);
@@ -266,7 +271,7 @@ describe("snapshots", () => {
       // --restore again on the node's own data directory, or with --join-addr, is refused with the reason.
       await restored.kill(node, "SIGTERM");
       const serve = (extra: string[], dataDir: string) =>
-        runEchokv(["serve", "--node-id", "restored-1", "--data-dir", dataDir, "--raft-addr", "127.0.0.1:1", "--restore", backup, ...extra], {
+        runEchokv(["serve", "--node-id", "restored-1", "--data-dir", dataDir, ...freeAddresses(), "--restore", backup, ...extra], {
           timeoutMs: 10_000,
         });
       const again = await serve([], node.dataDir);
