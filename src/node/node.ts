@@ -188,6 +188,13 @@ export class EchoNode {
   #removedLogged = false;
   /** Every other node this one has counted as a peer since it started. */
   #formerPeers = new Set<NodeId>();
+  /**
+   * Whether a configuration from the log or a snapshot has listed this node
+   * since it started. A node that joined may first install a snapshot taken
+   * before it was added; until its own addition arrives, a configuration
+   * without it does not mean that it was removed.
+   */
+  #listedInConfig = false;
   /** Set when a peer rejected this node as removed; cleared by the next message from a leader. */
   #toldRemoved = false;
   readonly #snapshots: SnapshotStore;
@@ -439,7 +446,12 @@ export class EchoNode {
   get removed(): boolean {
     if (this.#toldRemoved) return true;
     const members = this.#core.members;
-    return members.length > 0 && !members.some((member) => member.id === this.id);
+    return members.length > 0 && !members.some((member) => member.id === this.id) && !this.#awaitingOwnAddition();
+  }
+
+  /** Whether this node joined and has not yet seen a configuration that lists it. */
+  #awaitingOwnAddition(): boolean {
+    return this.#joinMembers.size > 0 && !this.#listedInConfig;
   }
 
   /** Returns the leader this node currently follows, or null during an election. */
@@ -1213,7 +1225,9 @@ export class EchoNode {
     const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
     const peersKey = [...peers].map(([id, addr]) => `${id}=${addr}`).join(",");
     if (!force && key === this.#lastPeers && peersKey === this.#lastPeerAddrs) return;
-    for (const id of peers.keys()) this.#formerPeers.add(id);
+    // Members known only from the JOIN reply are not former peers: a snapshot
+    // installed before this node's addition may leave them out for a moment.
+    if (this.#core.members.length > 0) for (const id of peers.keys()) this.#formerPeers.add(id);
     this.#transport?.setRemovedNodes([...this.#formerPeers].filter((id) => !peers.has(id)));
     this.#lastPeerAddrs = peersKey;
     if (key !== this.#lastPeers && this.#lastPeers !== "") {
@@ -1226,7 +1240,8 @@ export class EchoNode {
     // A joining node gets the members from the JOIN reply before its log
     // contains a configuration that lists it, so there is nothing to warn about.
     const joining = this.#core.members.length === 0;
-    if (!isMember && !joining && members.length > 0 && !this.#removedLogged) {
+    if (isMember) this.#listedInConfig = true;
+    if (!isMember && !joining && members.length > 0 && !this.#removedLogged && !this.#awaitingOwnAddition()) {
       this.#removedLogged = true;
       this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes", { rejoin: this.#rejoinHint() });
     }
@@ -1248,7 +1263,7 @@ export class EchoNode {
     if (this.#toldRemoved || this.#stopped) return;
     // A node joining again under a removed id has no configuration yet, and
     // a peer that has not seen it added back still reports it removed.
-    if (this.#core.members.length === 0) return;
+    if (this.#core.members.length === 0 || this.#awaitingOwnAddition()) return;
     this.#toldRemoved = true;
     this.#expireRequests();
     this.#logger.warn("a peer reports that this node was removed from the cluster, so writes here fail with REMOVED", {

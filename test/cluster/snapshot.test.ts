@@ -257,6 +257,18 @@ describe("snapshots", () => {
       expect(replyText(await restored.command(node, ["SET", "after-restore", "1"]))).toBe("OK");
       expect(await restored.memberIds(node)).toEqual(["restored-1"]);
 
+      // Two nodes join at once. Each first installs the backup's snapshot,
+      // which lists only the first node, and only then learns of its own
+      // addition: that is no removal, so nothing may say so.
+      const joiners = [restored.addNode({ joinAddr: node.clientAddr }), restored.addNode({ joinAddr: node.clientAddr })];
+      await Promise.all(joiners.map((joiner) => restored.start(joiner, "joined")));
+      await restored.waitForVoters([node, ...joiners]);
+      expect(await wrongKeys(joiners[1].clientAddr, "b", 300)).toEqual([]);
+      for (const joiner of [node, ...joiners]) {
+        expect(joiner.log(), joiner.id).not.toContain("not in the cluster configuration");
+        expect(joiner.log(), joiner.id).not.toContain("was removed from the cluster");
+      }
+
       // A damaged backup is refused with a clear error.
       const broken = join(cluster.dir, "broken.snap");
       writeFileSync(broken, "not a snapshot");
