@@ -90,7 +90,13 @@ function nodeEvents(before: NodeInfo, after: NodeInfo, time: Date): ClusterEvent
     events.push(pollEvent(time, id, after.term, "node_started", `${id} restarted (process ${before.processId} is now ${after.processId})`));
   }
   if (before.role !== after.role) {
-    events.push(pollEvent(time, id, after.term, "role_changed", `${id} changed from ${before.role} to ${after.role} in term ${after.term}`));
+    // Polls see states, not transitions: a leader that restarted was never
+    // leader in its new term, so a term change names both terms.
+    const change =
+      before.term === after.term
+        ? `${id} changed from ${before.role} to ${after.role} in term ${after.term}`
+        : `${id} is now ${after.role} in term ${after.term}, was ${before.role} in term ${before.term}`;
+    events.push(pollEvent(time, id, after.term, "role_changed", change));
   }
   return events;
 }

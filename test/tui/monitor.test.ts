@@ -144,7 +144,7 @@ describe("ClusterMonitor", () => {
 
     const inferred = monitor.events.filter((event) => event.source === "poll");
     // node-1 publishes leadership changes and its own role, but node-3's role change is only seen by polling.
-    expect(inferred.map((event) => event.message)).toEqual(["node-3 changed from follower to leader in term 3"]);
+    expect(inferred.map((event) => event.message)).toEqual(["node-3 is now leader in term 3, was follower in term 2"]);
   });
 
   test("execute uses the connection", async () => {

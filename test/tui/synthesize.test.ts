@@ -83,7 +83,7 @@ describe("synthesizeEvents", () => {
     ]);
     expect(messages(STEADY, next)).toEqual([
       "peer_unreachable: node-1 at 127.0.0.1:47101 is unreachable: connection refused",
-      "role_changed: node-2 changed from follower to leader in term 3",
+      "role_changed: node-2 is now leader in term 3, was follower in term 2",
       "leader_changed: node-2 is the leader in term 3 (was node-1 in term 2)",
     ]);
   });
