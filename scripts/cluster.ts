@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
+import { RespClient } from "../src/client/client.ts";
 
 const { values } = parseArgs({
   options: {
@@ -32,7 +33,7 @@ if (!existsSync(binary)) {
   process.exit(1);
 }
 
-// Node names are coloured only on a terminal, as NO_COLOR asks.
+// Node names are coloured only on a terminal, and never when NO_COLOR is set.
 const useColor = process.stderr.isTTY === true && process.env.NO_COLOR === undefined;
 const colors = useColor ? ["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m"] : [""];
 const reset = useColor ? "\x1b[0m" : "";
@@ -69,39 +70,23 @@ function startNode(index: number): void {
   });
 }
 
-/** Sends one inline command to 127.0.0.1:`port` and returns what arrives within a second, or "" when nothing listens. */
-function query(port: number, command: string): Promise<string> {
-  return new Promise<string>((done) => {
-    let received = "";
-    const timer = setTimeout(() => done(received), 1000);
-    const finish = () => {
-      clearTimeout(timer);
-      done(received);
-    };
-    Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        open: (socket) => void socket.write(`${command}\r\n`),
-        data: (socket, data) => {
-          received += data.toString();
-          // INFO is one bulk string, complete once it ends with CRLF after its last field.
-          if (received.includes("loading:") && received.endsWith("\r\n")) {
-            socket.end();
-            finish();
-          }
-        },
-        close: finish,
-        error: finish,
-        connectError: finish,
-      },
-    }).catch(finish);
-  });
+/** Returns the INFO server reply of the node on 127.0.0.1:`port`, or "" when none arrives within a second. */
+async function infoServer(port: number): Promise<string> {
+  let client: RespClient | null = null;
+  try {
+    client = await RespClient.connect(`127.0.0.1:${port}`, { timeoutMs: 1000 });
+    const reply = await client.command(["INFO", "server"]);
+    return reply.type === "bulk" && reply.value !== null ? reply.value.toString("utf8") : "";
+  } catch {
+    return "";
+  } finally {
+    client?.close();
+  }
 }
 
 /**
- * Waits until node `index` answers INFO with its own id on its client port.
- * Fails at once when the node exits or another server answers on that port.
+ * Waits until INFO on node `index`'s client port returns that node's id.
+ * Fails at once when the node exits or another EchoKV node serves that port.
  */
 async function waitForNode(index: number, timeoutMs: number): Promise<void> {
   const id = `node-${index + 1}`;
@@ -110,13 +95,13 @@ async function waitForNode(index: number, timeoutMs: number): Promise<void> {
   while (Date.now() < deadline) {
     const child = children[index];
     if (child.exitCode !== null) throw new Error(`${id} exited with status ${child.exitCode} before it was ready; its log lines are above`);
-    const reply = await query(port, "INFO server");
-    if (reply.includes(`node_id:${id}\r\n`)) return;
-    const other = /node_id:([^\r\n]*)/.exec(reply)?.[1];
+    const info = await infoServer(port);
+    if (info.includes(`node_id:${id}\r\n`)) return;
+    const other = /node_id:([^\r\n]*)/.exec(info)?.[1];
     if (other !== undefined) throw new Error(`port ${port} is served by another EchoKV node (${other}), not ${id}; choose another --base-port`);
     await Bun.sleep(100);
   }
-  throw new Error(`${id} did not answer on port ${port} within ${timeoutMs} ms`);
+  throw new Error(`${id} did not respond on port ${port} within ${timeoutMs} ms`);
 }
 
 async function stopAll(reason: string, exitCode = 0): Promise<void> {

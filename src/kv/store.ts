@@ -1,4 +1,5 @@
 import { copyBytes } from "../bytes.ts";
+import { SparePages } from "../spare-pages.ts";
 import { commandRanges } from "./command.ts";
 
 /** Result of applying one command: SET returns "OK", DEL the number of keys removed. */
@@ -93,8 +94,7 @@ function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number):
 export class KvStore {
   #pages: Array<Page | undefined> = [];
   #freePageIds: number[] = [];
-  /** Byte arrays of dropped ordinary pages, filled again before a new one is allocated. */
-  #sparePages: Uint8Array[] = [];
+  #sparePages = new SparePages(PAGE_BYTES, SPARE_PAGES);
   /** Page that small records are appended to, or -1 before the first. */
   #activePage = -1;
   #slots = new Float64Array(MIN_CAPACITY);
@@ -127,7 +127,7 @@ export class KvStore {
   get memoryBytes(): number {
     let total = this.#slots.byteLength + this.#hashes.byteLength + (this.#spareSlotCopy?.byteLength ?? 0);
     for (const page of this.#pages) if (page) total += page.bytes.byteLength;
-    for (const spare of this.#sparePages) total += spare.byteLength;
+    total += this.#sparePages.memoryBytes;
     return total;
   }
 
@@ -230,7 +230,7 @@ export class KvStore {
   #clear(): void {
     this.#pages = [];
     this.#freePageIds = [];
-    this.#sparePages = [];
+    this.#sparePages = new SparePages(PAGE_BYTES, SPARE_PAGES);
     this.#spareSlotCopy = null;
     this.#activePage = -1;
     this.#slots = new Float64Array(MIN_CAPACITY);
@@ -401,8 +401,7 @@ export class KvStore {
   }
 
   #newPage(bytes: number): number {
-    const spare = bytes === PAGE_BYTES ? this.#sparePages.pop() : undefined;
-    const page: Page = { bytes: spare ?? new Uint8Array(bytes), used: 0, live: 0 };
+    const page: Page = { bytes: this.#sparePages.take(bytes), used: 0, live: 0 };
     const id = this.#freePageIds.pop() ?? this.#pages.length;
     this.#pages[id] = page;
     return id;
@@ -466,8 +465,7 @@ export class KvStore {
   }
 
   #dropPage(pageId: number): void {
-    const bytes = this.#pages[pageId]!.bytes;
-    if (bytes.byteLength === PAGE_BYTES && this.#sparePages.length < SPARE_PAGES) this.#sparePages.push(bytes);
+    this.#sparePages.give(this.#pages[pageId]!.bytes);
     this.#pages[pageId] = undefined;
     this.#freePageIds.push(pageId);
     this.#sparsePages.delete(pageId);

@@ -1237,11 +1237,10 @@ export class EchoNode {
     }
     this.#lastPeers = key;
     const isMember = members.some((member) => member.id === this.id);
-    // A joining node gets the members from the JOIN reply before its log
-    // contains a configuration that lists it, so there is nothing to warn about.
-    const joining = this.#core.members.length === 0;
     if (isMember) this.#listedInConfig = true;
-    if (!isMember && !joining && members.length > 0 && !this.#removedLogged && !this.#awaitingOwnAddition()) {
+    // A joining node knows the members from the JOIN reply, or from a snapshot
+    // older than its addition, before a configuration lists it: no removal.
+    if (!isMember && members.length > 0 && !this.#removedLogged && !this.#awaitingOwnAddition()) {
       this.#removedLogged = true;
       this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes", { rejoin: this.#rejoinHint() });
     }

@@ -13,6 +13,8 @@
 // outside the pages refers into them: `read` returns a copy, so a page can
 // be reused as soon as its last entry is released.
 
+import { SparePages } from "../spare-pages.ts";
+
 /** Size of an ordinary page. Data of a quarter of it or more gets a page of its own. */
 const PAGE_BYTES = 1 << 20;
 /** Size of the first page. Each next one doubles up to PAGE_BYTES, so a small log uses little memory. */
@@ -42,7 +44,7 @@ interface Page {
 export class LogPages {
   #pages: Array<Page | undefined> = [];
   #freeIds: number[] = [];
-  #spares: Uint8Array[] = [];
+  #spares = new SparePages(PAGE_BYTES, SPARE_PAGES);
   /** Page that small data is appended to, or -1 before the first. */
   #active = -1;
   #nextPageBytes = FIRST_PAGE_BYTES;
@@ -51,7 +53,7 @@ export class LogPages {
   get memoryBytes(): number {
     let total = 0;
     for (const page of this.#pages) if (page) total += page.bytes.byteLength;
-    for (const spare of this.#spares) total += spare.byteLength;
+    total += this.#spares.memoryBytes;
     return total;
   }
 
@@ -101,15 +103,13 @@ export class LogPages {
   }
 
   #newPage(bytes: number): number {
-    const spare = bytes === PAGE_BYTES ? this.#spares.pop() : undefined;
     const id = this.#freeIds.pop() ?? this.#pages.length;
-    this.#pages[id] = { bytes: spare ?? new Uint8Array(bytes), used: 0, entries: 0 };
+    this.#pages[id] = { bytes: this.#spares.take(bytes), used: 0, entries: 0 };
     return id;
   }
 
   #drop(pageId: number): void {
-    const bytes = this.#pages[pageId]!.bytes;
-    if (bytes.byteLength === PAGE_BYTES && this.#spares.length < SPARE_PAGES) this.#spares.push(bytes);
+    this.#spares.give(this.#pages[pageId]!.bytes);
     this.#pages[pageId] = undefined;
     this.#freeIds.push(pageId);
   }

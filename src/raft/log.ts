@@ -4,7 +4,11 @@ import { LogPages } from "./log-pages.ts";
 
 /** Rough in-memory and wire size of an entry, used for message and batch limits. */
 export function entrySize(entry: Entry): number {
-  return entry.data.byteLength + 24 + (entry.members ? entry.members.length * 64 : 0);
+  return sizeOfEntry(entry.data.byteLength, entry.members?.length ?? 0);
+}
+
+function sizeOfEntry(dataBytes: number, memberCount: number): number {
+  return dataBytes + 24 + memberCount * 64;
 }
 
 /** Initial number of entries the index arrays hold; they double as needed. */
@@ -99,7 +103,7 @@ export class RaftLog {
     const last = Math.min(to, this.lastIndex());
     for (let index = from; index <= last; index++) {
       const position = this.#position(index);
-      bytes += this.#lengths[position] + 24 + (this.#members.get(index)?.length ?? 0) * 64;
+      bytes += sizeOfEntry(this.#lengths[position], this.#members.get(index)?.length ?? 0);
       if (out.length > 0 && bytes > maxBytes) break;
       out.push(this.#read(index));
     }
@@ -122,10 +126,7 @@ export class RaftLog {
   truncateFrom(from: number): void {
     assert(from > this.snapshotIndex, `truncate at ${from} reaches into the snapshot at ${this.snapshotIndex}`);
     if (from > this.lastIndex()) return;
-    for (let index = from; index <= this.lastIndex(); index++) {
-      this.#pages.release(this.#locations[this.#position(index)]);
-      this.#members.delete(index);
-    }
+    this.#release(from, this.lastIndex());
     this.#count = from - this.snapshotIndex - 1;
     this.stableIndex = Math.min(this.stableIndex, from - 1);
     this.handedOutIndex = Math.min(this.handedOutIndex, from - 1);
@@ -147,7 +148,7 @@ export class RaftLog {
 
   /** Replaces the whole log with a snapshot (InstallSnapshot from the leader). */
   restoreSnapshot(meta: SnapshotMeta): void {
-    this.#releaseThrough(this.lastIndex());
+    this.#release(this.firstIndex(), this.lastIndex());
     this.snapshotIndex = meta.lastIndex;
     this.snapshotTerm = meta.lastTerm;
     this.#head = 0;
@@ -161,7 +162,7 @@ export class RaftLog {
   compact(index: number, term: number): void {
     assert(index <= this.lastIndex(), `compact at ${index} beyond last index ${this.lastIndex()}`);
     if (index <= this.snapshotIndex) return;
-    this.#releaseThrough(index);
+    this.#release(this.firstIndex(), index);
     const dropped = index - this.snapshotIndex;
     this.#head += dropped;
     this.#count -= dropped;
@@ -206,11 +207,11 @@ export class RaftLog {
     return entry;
   }
 
-  /** Releases the data and members of entries from the first through `index`. */
-  #releaseThrough(index: number): void {
-    for (let i = this.snapshotIndex + 1; i <= index; i++) {
-      this.#pages.release(this.#locations[this.#position(i)]);
-      this.#members.delete(i);
+  /** Releases the data and members of the entries from `from` through `to`. */
+  #release(from: number, to: number): void {
+    for (let index = from; index <= to; index++) {
+      this.#pages.release(this.#locations[this.#position(index)]);
+      this.#members.delete(index);
     }
   }
 

@@ -85,7 +85,6 @@ export function formatInfo(status: NodeStatus, ...requested: string[]): string {
   const parts: string[] = [];
   for (const name of names) {
     const lines = sections[name];
-    if (!lines) continue;
     parts.push(`# ${name[0].toUpperCase()}${name.slice(1)}\r\n${lines.join("\r\n")}\r\n`);
   }
   return parts.join("\r\n");

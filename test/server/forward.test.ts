@@ -60,17 +60,22 @@ function unusedPort(): number {
 
 const SET = [Buffer.from("SET"), Buffer.from("k"), Buffer.from("v")];
 
+/** Forwards SET through `forwarder`, closes it and returns the error the forward failed with, or null. */
+async function forwardError(forwarder: LeaderForwarder): Promise<unknown> {
+  try {
+    await forwarder.forward(SET);
+    return null;
+  } catch (err) {
+    return err;
+  } finally {
+    forwarder.close();
+  }
+}
+
 describe("forwarding", () => {
   test("broken connection after sending is not retried", async () => {
     const leader = standInLeader((socket) => socket.end());
-    const forwarder = new LeaderForwarder(followerOf([leader.port]), silentLogger, 3_000, 10);
-    let error: unknown = null;
-    try {
-      await forwarder.forward(SET);
-    } catch (err) {
-      error = err;
-    }
-    forwarder.close();
+    const error = await forwardError(new LeaderForwarder(followerOf([leader.port]), silentLogger, 3_000, 10));
     expect(error).toBeInstanceOf(NodeError);
     expect((error as NodeError).code).toBe("TIMEOUT");
     expect((error as NodeError).message).toContain("the outcome is unknown");
@@ -88,18 +93,19 @@ describe("forwarding", () => {
   });
 
   test("removal while waiting for a leader fails at once", async () => {
-    // No leader is known; 100 ms later the node learns it was removed, and
-    // its wait for a leader ends without one.
-    const node = { id: "node-2", removed: false, waitForLeader: () => Bun.sleep(100).then(() => ((node.removed = true), null)) };
-    const forwarder = new LeaderForwarder(node as unknown as EchoNode, silentLogger, 3_000, 10);
+    // No leader is known. 100 ms later the node learns that it was removed,
+    // and its wait for a leader ends without one.
+    const node = {
+      id: "node-2",
+      removed: false,
+      waitForLeader: async () => {
+        await Bun.sleep(100);
+        node.removed = true;
+        return null;
+      },
+    };
     const started = Date.now();
-    let error: unknown = null;
-    try {
-      await forwarder.forward(SET);
-    } catch (err) {
-      error = err;
-    }
-    forwarder.close();
+    const error = await forwardError(new LeaderForwarder(node as unknown as EchoNode, silentLogger, 3_000, 10));
     expect((error as NodeError).code).toBe("REMOVED");
     expect(Date.now() - started).toBeLessThan(1_000);
   });
