@@ -67,7 +67,8 @@ async function showFullUsage(command: CommandDef<any>, parent?: CommandDef<any>)
 process.on("unhandledRejection", (reason) => reportAndExit(reason));
 
 // citty parses every argument, and takes --help anywhere as a request for
-// help, so a one-shot cli command is taken out before it sees them.
+// help, so the words of a one-shot cli command are removed before citty
+// parses the rest.
 const argv = process.argv.slice(2);
 const rawArgs = argv[0] === "cli" ? ["cli", ...splitCliArgs(argv.slice(1))] : argv;
 await runMain(main, { rawArgs, showUsage: showFullUsage });

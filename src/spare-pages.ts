@@ -8,7 +8,7 @@ export class SparePages {
   readonly #maxPages: number;
   #spares: Uint8Array[] = [];
 
-  /** Keeps up to `maxPages` arrays of `pageBytes`; arrays of other sizes are never kept. */
+  /** Keeps up to `maxPages` arrays of `pageBytes`. Arrays of other sizes are never kept. */
   constructor(pageBytes: number, maxPages: number) {
     this.#pageBytes = pageBytes;
     this.#maxPages = maxPages;

@@ -147,8 +147,8 @@ function describeFailure(err: unknown): string {
  * Runs the interactive shell: reads command lines, splits them with the inline
  * quoting rules, sends them and prints the replies. Prints the `> ` prompt and
  * keeps arrow-key history only when input and output are a TTY, so piped input
- * also works. `help` lists the commands. `quit`, `exit` and end of input return 0. A failed connection is
- * reported and retried on the next command. Returns 1 for an invalid address
+ * also works. `help` lists the commands. `quit`, `exit` and end of input
+ * return 0. A failed connection is reported and retried on the next command. Returns 1 for an invalid address
  * or when the server rejects the consistency level on the first connect.
  */
 export async function runShell(addr: string, opts: ShellOptions = {}): Promise<number> {
@@ -188,7 +188,7 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
       } else if (args.length > 0) {
         const name = args[0].toString("utf8").toLowerCase();
         if (args.length === 1 && (name === "quit" || name === "exit")) break;
-        // No server command is named HELP, so the shell answers it, as redis-cli does.
+        // No server command is named HELP, so the shell handles it, as redis-cli does.
         if (args.length === 1 && name === "help") await writeLine(streams.output, formatCommandHelp());
         else await runShellCommand(session, args, streams);
       }

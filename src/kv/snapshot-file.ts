@@ -218,7 +218,7 @@ export async function loadSnapshotFile(
   try {
     const size = fstatSync(fd).size;
     if (size < 12 + 16) {
-      // Too short for a header: say whether it starts like a snapshot at all.
+      // Too short for a header. The error tells whether it starts like a snapshot at all.
       const start = Buffer.alloc(Math.min(size, 8));
       readSync(fd, start, 0, start.byteLength, 0);
       const looksLikeSnapshot = start.byteLength === 8 && start.equals(MAGIC);

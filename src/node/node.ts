@@ -191,7 +191,7 @@ export class EchoNode {
   /**
    * Whether a configuration from the log or a snapshot has listed this node
    * since it started. A node that joined may first install a snapshot taken
-   * before it was added; until its own addition arrives, a configuration
+   * before it was added. Until its own addition arrives, a configuration
    * without it does not mean that it was removed.
    */
   #listedInConfig = false;
@@ -1238,8 +1238,9 @@ export class EchoNode {
     this.#lastPeers = key;
     const isMember = members.some((member) => member.id === this.id);
     if (isMember) this.#listedInConfig = true;
-    // A joining node knows the members from the JOIN reply, or from a snapshot
-    // older than its addition, before a configuration lists it: no removal.
+    // A joining node learns the members from the JOIN reply, or from a
+    // snapshot older than its addition, before a configuration lists it. That
+    // is no removal.
     if (!isMember && members.length > 0 && !this.#removedLogged && !this.#awaitingOwnAddition()) {
       this.#removedLogged = true;
       this.#logger.warn("this node is not in the cluster configuration; it will not campaign or serve writes", { rejoin: this.#rejoinHint() });

@@ -25,7 +25,7 @@ const PAGE_SPAN = 2 ** 21;
 /**
  * Emptied ordinary pages kept for reuse. A snapshot releases the pages of
  * nearly the whole log at once, and the next entries fill them again. The
- * log between snapshots holds at most about the default
+ * log between snapshots contains at most about the default
  * --snapshot-log-bytes of 32 MiB, or 25% more with the spread. So up to 40
  * pages are kept, and the rest go to the collector.
  */

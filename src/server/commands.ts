@@ -236,8 +236,8 @@ const COMMANDS: Record<string, CommandSpec> = {
     kind: "admin",
     leaderOnly: false,
     run: (ctx) => {
-      // Its peers stop telling a removed node about configuration changes,
-      // so the list it holds is stale and still names itself.
+      // Its peers stop sending a removed node configuration changes, so its
+      // list is stale and still names itself.
       if (ctx.node.removed) {
         throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster, so its member list is out of date; ask a current member`);
       }

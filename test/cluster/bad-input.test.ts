@@ -90,7 +90,7 @@ describe("bad client input", () => {
         const reply = await cluster.command(leader, args);
         expect(describeReply(reply), `reply to ${args.join(" ")}`).toBe(`-ERR wrong number of arguments for '${command}' command`);
       }
-      // Extra SET arguments are Redis options that EchoKV lacks, and the error says so.
+      // Extra SET arguments are Redis options that EchoKV lacks, and the error names them.
       for (const args of [["SET", "arity_key", "v", "extra"], ["SET", "arity_key", "v", "EX", "10"]]) {
         const reply = describeReply(await cluster.command(leader, args));
         expect(reply, `reply to ${args.join(" ")}`).toStartWith("-ERR syntax error: SET takes a key and a value only");
@@ -484,7 +484,7 @@ describe("bad operator input", () => {
       expect(elapsedMs).toBeLessThan(8000);
       expect(joiner.log()).toContain(`could not join the cluster via ${unreachable} within 2000 ms`);
 
-      // A raft address by mistake: the error says which kind of address is needed.
+      // A raft address by mistake: the error names the kind of address needed.
       joiner.joinAddr = `127.0.0.1:${first.raftPort}`;
       await cluster.start(joiner, "none");
       expect(await joiner.exitWithin(10_000)).not.toBe(0);
@@ -509,8 +509,8 @@ describe("bad operator input", () => {
       // Without --join-addr, a node whose ports are free would bootstrap a
       // cluster of its own. Its client port, then its raft port, is taken.
       const second = cluster.addNode({ joinAddr: null, ports: { client: first.clientPort, raft: freePort() } });
-      for (const taken of ["client", "raft"] as const) {
-        if (taken === "raft") second.raftPort = first.raftPort;
+      for (const takenPort of ["client", "raft"] as const) {
+        if (takenPort === "raft") second.raftPort = first.raftPort;
         await cluster.start(second, "none");
         expect(await second.exitWithin(10_000)).toBe(1);
         expect(second.fatalMessage()).toContain("the address is already in use");

@@ -112,8 +112,8 @@ describe("cli one-shot", () => {
   clusterTest(
     "no quorum prints the node's error",
     async () => {
-      // Nodes wait up to 5 s (the default request timeout) for a leader; the
-      // cli waits longer, so it prints their NOLEADER instead of giving up.
+      // Nodes wait up to 5 s (the default request timeout) for a leader. The
+      // cli waits longer, so it prints their error reply instead of giving up.
       const cluster = new Cluster({ name: "cli-no-quorum", tickMs: 20 });
       const nodes = await cluster.startCluster(3);
       await cluster.waitForLeader(nodes);

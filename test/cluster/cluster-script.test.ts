@@ -1,5 +1,6 @@
 // scripts/cluster.ts, the local cluster of the README's first command: it
-// reports a cluster as running only when every node answers with its own id.
+// reports a cluster as running only when INFO on every node returns that
+// node's own id.
 
 import { describe, expect } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +12,7 @@ installClusterHooks();
 
 const SCRIPT = resolve(import.meta.dir, "../../scripts/cluster.ts");
 
-/** Whether something can listen on 127.0.0.1:`port` now. */
+/** Returns whether something can listen on 127.0.0.1:`port` now. */
 function portIsFree(port: number): boolean {
   try {
     Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);

@@ -131,7 +131,7 @@ describe("remove a running follower", () => {
         { timeoutMs: 20_000, intervalMs: 200 },
       );
       expect(follower.log()).toContain("a peer reports that this node was removed from the cluster");
-      // The warning says how to add the node back.
+      // The warning gives the JOIN that adds the node back.
       expect(follower.log()).toContain(`send JOIN ${follower.id} 127.0.0.1:${follower.raftPort} ${follower.clientAddr} to a member`);
       expect((await cluster.info(follower)).get("removed")).toBe("1");
       expect((await cluster.info(leader)).get("removed")).toBe("0");
@@ -142,7 +142,7 @@ describe("remove a running follower", () => {
       expect(Date.now() - started).toBeLessThan(2000);
       expect(describeReply(await sendCommand(follower.clientAddr, ["GET", "late", "local"]))).not.toStartWith("-");
       expect(describeReply(await sendCommand(leader.clientAddr, ["GET", "refused"]))).toBe("nil");
-      // Its member list is stale, so MEMBERS says so instead of listing itself.
+      // Its member list is stale, so MEMBERS returns REMOVED instead of a list naming itself.
       expect(describeReply(await sendCommand(follower.clientAddr, ["MEMBERS"]))).toStartWith("-REMOVED");
       expect(describeReply(await sendCommand(follower.clientAddr, ["LEADER"]))).toStartWith("-REMOVED");
       expect(describeReply(await sendCommand(leader.clientAddr, ["MEMBERS"]))).not.toContain(follower.id);

@@ -259,7 +259,7 @@ describe("snapshots", () => {
 
       // Two nodes join at once. Each first installs the backup's snapshot,
       // which lists only the first node, and only then learns of its own
-      // addition: that is no removal, so nothing may say so.
+      // addition. That is no removal, so no log line may report one.
       const joiners = [restored.addNode({ joinAddr: node.clientAddr }), restored.addNode({ joinAddr: node.clientAddr })];
       await Promise.all(joiners.map((joiner) => restored.start(joiner, "joined")));
       await restored.waitForVoters([node, ...joiners]);

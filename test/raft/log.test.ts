@@ -43,7 +43,7 @@ describe("RaftLog", () => {
 
   test("compaction lets pages be filled again", () => {
     // 200,000 entries of 300 bytes are 60 MB. Compacted every 10,000, the
-    // log holds at most about 3 MB of them at a time.
+    // log contains at most about 3 MB of them at a time.
     const log = new RaftLog(null, []);
     let peak = 0;
     for (let index = 1; index <= 200_000; index++) {
@@ -98,8 +98,11 @@ describe("RaftLog", () => {
         const roll = next();
         const last = snapshotIndex + model.length;
         if (roll < 0.8) {
+          // Mostly small entries, some up to 200 KB, and a few with pages of their own.
           const size = next();
-          const length = size < 0.005 ? 300_000 : size < 0.03 ? Math.floor(next() * 200_000) : Math.floor(next() * 400);
+          let length = Math.floor(next() * 400);
+          if (size < 0.03) length = Math.floor(next() * 200_000);
+          if (size < 0.005) length = 300_000;
           const entry = command(last + 1, term, length);
           log.append(entry);
           model.push(command(last + 1, term, length));

@@ -34,7 +34,7 @@ import type { RaftCore } from "../../src/raft/core.ts";
 import type { Entry, Member, Message, NodeId, Role } from "../../src/raft/types.ts";
 import { originOf } from "./entries.ts";
 
-/** Whether two entries from a log are the same append: one (index, term) and one content. */
+/** Returns whether two entries from a log are the same append: one (index, term) and one content. */
 function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   if (a.index !== b.index || a.term !== b.term || a.kind !== b.kind || a.data.length !== b.data.length) return false;
