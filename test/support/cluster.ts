@@ -330,15 +330,24 @@ export interface RunResult {
   elapsedMs: number;
 }
 
+export interface RunOptions {
+  /** Written to the program's standard input, which is closed afterwards. */
+  stdin?: string;
+  timeoutMs: number;
+  /** Working directory; the harness's own when absent. */
+  cwd?: string;
+}
+
 /** Runs `echokv ARGS`, feeding `stdin` when given, and kills it by PID after `timeoutMs`. */
-export function runEchokv(args: string[], options: { stdin?: string; timeoutMs: number }): Promise<RunResult> {
+export function runEchokv(args: string[], options: RunOptions): Promise<RunResult> {
   return runProgram([requireBinary(), ...args], options);
 }
 
 /** Runs a program to completion, feeding `stdin` when given, and kills it by PID after `timeoutMs`. */
-export async function runProgram(argv: string[], options: { stdin?: string; timeoutMs: number }): Promise<RunResult> {
+export async function runProgram(argv: string[], options: RunOptions): Promise<RunResult> {
   const started = Date.now();
   const proc = Bun.spawn(argv, {
+    cwd: options.cwd,
     stdin: options.stdin === undefined ? "ignore" : "pipe",
     stdout: "pipe",
     stderr: "pipe",
