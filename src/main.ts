@@ -9,6 +9,7 @@ import { serveCommand } from "./cli/serve.ts";
 import { snapshotCommand } from "./cli/snapshot.ts";
 import { tuiCommand } from "./cli/tui.ts";
 import { VERSION } from "./server/info.ts";
+import { applyServeHeapOptions } from "./heap-options.ts";
 
 /** Prints a failed command's error as one plain line and exits: 2 for bad usage, 1 otherwise. */
 function reportAndExit(err: unknown): never {
@@ -64,6 +65,7 @@ async function showFullUsage(command: CommandDef<any>, parent?: CommandDef<any>)
   await showUsage(command, parent);
 }
 
+applyServeHeapOptions();
 process.on("unhandledRejection", (reason) => reportAndExit(reason));
 
 // citty parses every argument, and takes --help anywhere as a request for

@@ -1,15 +1,53 @@
-// How the executable sets up its own process: configuration files in the
-// working directory that Bun would otherwise load into a compiled program.
+// How the executable sets up its own process: the garbage collector
+// settings a serving node runs with, and configuration files in the working
+// directory that Bun would otherwise load into a compiled program.
 
 import { describe, expect } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clusterTest, installClusterHooks, runEchokv } from "../support/cluster.ts";
+import { SERVE_HEAP_OPTIONS } from "../../src/heap-options.ts";
+import { Cluster, clusterTest, installClusterHooks, runEchokv } from "../support/cluster.ts";
 
 installClusterHooks();
 
+/** Reads the environment of a running process from /proc. */
+function environmentOf(pid: number): Map<string, string> {
+  const variables = new Map<string, string>();
+  for (const entry of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+    const equals = entry.indexOf("=");
+    if (equals > 0) variables.set(entry.slice(0, equals), entry.slice(equals + 1));
+  }
+  return variables;
+}
+
 describe("process setup", () => {
+  clusterTest(
+    "serve sets the heap settings in place",
+    async () => {
+      const cluster = new Cluster({ name: "heap-options" });
+      const [node] = await cluster.startCluster(1);
+      // The harness spawned this PID, and the node replaced its image in place.
+      const environment = environmentOf(node!.pid!);
+      for (const [name, value] of Object.entries(SERVE_HEAP_OPTIONS)) expect(environment.get(name)).toBe(value);
+      expect(readFileSync(`/proc/${node!.pid}/cmdline`, "utf8").split("\0")).toContain("--node-id");
+    },
+    30_000,
+  );
+
+  clusterTest(
+    "operator heap setting is kept",
+    async () => {
+      const cluster = new Cluster({ name: "heap-options-own" });
+      const node = cluster.addNode({ joinAddr: null, env: { BUN_JSC_heapGrowthMaxIncrease: "0.5" } });
+      await cluster.start(node);
+      const environment = environmentOf(node.pid!);
+      expect(environment.get("BUN_JSC_heapGrowthMaxIncrease")).toBe("0.5");
+      expect(environment.has("BUN_JSC_smallHeapGrowthFactor")).toBe(false);
+    },
+    30_000,
+  );
+
   clusterTest(
     "working directory config files ignored",
     async () => {

@@ -394,6 +394,8 @@ export interface NodeOptions {
   dataDir?: string;
   /** Client and raft ports; free ones when absent. */
   ports?: { client: number; raft: number };
+  /** Variables added to the harness's environment for every start. */
+  env?: Record<string, string>;
 }
 
 export interface ClusterOptions {
@@ -420,13 +422,24 @@ export class ClusterNode {
   joinAddr: string | null;
   /** Flags appended on every start. Tests may change them between restarts. */
   extraArgs: string[];
+  /** Variables added to the harness's environment for every start. */
+  readonly env: Record<string, string>;
   /** Number of times the process was started. */
   starts = 0;
   #proc: Subprocess | null = null;
   #exitCode: number | null = null;
 
-  constructor(id: string, dataDir: string, logPath: string, joinAddr: string | null, extraArgs: string[], ports?: { client: number; raft: number }) {
+  constructor(
+    id: string,
+    dataDir: string,
+    logPath: string,
+    joinAddr: string | null,
+    extraArgs: string[],
+    ports?: { client: number; raft: number },
+    env: Record<string, string> = {},
+  ) {
     this.id = id;
+    this.env = env;
     this.clientPort = ports?.client ?? freePort();
     this.raftPort = ports?.raft ?? freePort();
     this.dataDir = dataDir;
@@ -486,7 +499,12 @@ export class ClusterNode {
     const logFd = openSync(this.logPath, "a");
     try {
       writeSync(logFd, `--- harness: start #${this.starts}: echokv ${this.args().join(" ")}\n`);
-      const proc = Bun.spawn([requireBinary(), ...this.args()], { stdin: "ignore", stdout: logFd, stderr: logFd });
+      const proc = Bun.spawn([requireBinary(), ...this.args()], {
+        stdin: "ignore",
+        stdout: logFd,
+        stderr: logFd,
+        env: { ...process.env, ...this.env },
+      });
       track(proc);
       this.#proc = proc;
       this.#exitCode = null;
@@ -567,7 +585,7 @@ export class Cluster {
     flags.push(...(this.options.extraArgs ?? []), ...(options.extraArgs ?? []));
     const dirName = `${id}-${this.nodes.length}`;
     const dataDir = options.dataDir ?? join(this.dir, dirName);
-    const node = new ClusterNode(id, dataDir, join(this.dir, `${dirName}.log`), joinAddr, flags, options.ports);
+    const node = new ClusterNode(id, dataDir, join(this.dir, `${dirName}.log`), joinAddr, flags, options.ports, options.env);
     this.nodes.push(node);
     return node;
   }
