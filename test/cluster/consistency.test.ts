@@ -33,6 +33,30 @@ describe("read consistency", () => {
   );
 
   clusterTest(
+    "followers learn a commit between heartbeats",
+    async () => {
+      // Heartbeats every 200 ms: a follower that waited for one would see
+      // half of these writes more than 100 ms late.
+      const cluster = new Cluster({ name: "commit-news", tickMs: 200 });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const followers = nodes.filter((node) => node !== leader);
+      for (let i = 0; i < 20; i++) {
+        expect(replyText(await cluster.command(leader, ["SET", `news-${i}`, `v${i}`]))).toBe("OK");
+        const acknowledged = performance.now();
+        for (const follower of followers) {
+          let value: string | null = null;
+          while (value !== `v${i}` && performance.now() - acknowledged < 100) {
+            value = replyText(await cluster.command(follower, ["GET", `news-${i}`]));
+          }
+          expect(`${follower.id} news-${i}: ${value}`).toBe(`${follower.id} news-${i}: v${i}`);
+        }
+      }
+    },
+    60_000,
+  );
+
+  clusterTest(
     "resumed old leader never serves stale reads",
     async () => {
       const cluster = new Cluster({ name: "stale" });
