@@ -126,6 +126,34 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
   };
 }
 
+/** Returns what CONFIG GET reports: the value of each serve flag, then Redis settings that describe EchoKV. */
+export function configSettings(settings: ServeSettings): Array<readonly [string, string]> {
+  return [
+    ["node-id", settings.nodeId],
+    ["listen-addr", settings.listenAddr],
+    ["raft-addr", settings.raftAddr],
+    ["join-addr", settings.joinAddr ?? ""],
+    ["data-dir", settings.dataDir],
+    ["tick-ms", String(settings.tickMs)],
+    ["election-ticks", String(settings.raftConfig.electionTicks)],
+    ["request-timeout-ms", String(settings.requestTimeoutMs)],
+    ["join-timeout-ms", String(settings.joinTimeoutMs)],
+    ["max-key-bytes", String(settings.maxKeyBytes)],
+    ["max-value-bytes", String(settings.maxValueBytes)],
+    ["max-clients", String(settings.maxClients)],
+    ["log-level", settings.logLevel],
+    ["read-consistency", settings.readConsistency],
+    ["snapshot-entries", String(settings.snapshotEntries)],
+    ["snapshot-log-bytes", String(settings.snapshotLogBytes)],
+    // Every write is in the fsynced Raft log before its reply, and nothing is dumped periodically.
+    ["appendonly", "yes"],
+    ["appendfsync", "always"],
+    ["save", ""],
+    ["databases", "1"],
+    ["maxclients", String(settings.maxClients)],
+  ];
+}
+
 function parseReadConsistency(value: string): Consistency {
   const level = parseConsistency(value);
   if (level === null) throw new UsageError(`invalid --read-consistency "${value}": expected local, lease or linearizable`);
@@ -211,6 +239,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     retryDelayMs: settings.tickMs * 2,
     maxClients: settings.maxClients,
     defaultConsistency: settings.readConsistency,
+    settings: configSettings(settings),
   });
 
   let stopping = false;

@@ -12,6 +12,7 @@ import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
 import type { LeaderForwarder } from "./forward.ts";
 import { formatInfo, formatMembers } from "./info.ts";
 import type { RespValue } from "../protocol/resp.ts";
+import { clientReply, commandReply, configReply, type ClientSession, type CommandDescription } from "./introspection.ts";
 import { encodeValue, errorReply, NIL, OK } from "./replies.ts";
 
 export interface ServerLimits {
@@ -43,8 +44,10 @@ export interface CommandContext {
   limits: ServerLimits;
   /** Set when the command arrived as FORWARDED from another member. */
   forwarded: boolean;
+  /** Settings that CONFIG GET reports, as name and value pairs. */
+  settings: ReadonlyArray<readonly [string, string]>;
   /** Per-connection state that commands may change. */
-  session: { consistency: Consistency };
+  session: ClientSession & { consistency: Consistency };
 }
 
 export type Reply = Buffer | Promise<Buffer>;
@@ -69,6 +72,8 @@ export interface CommandSpec {
   write?: LeaderWrite;
   /** Error for more than maxArgs arguments, where Redis would take them as options this command lacks. */
   extraArgsError?: string;
+  /** Key positions, as COMMAND reports them (see CommandDescription). */
+  keys?: CommandDescription["keys"];
 }
 
 /** A write as the leader proposes it: the command for the arguments, and the reply to its result. */
@@ -80,7 +85,6 @@ export interface LeaderWrite {
 }
 
 const PONG = simpleString("PONG");
-const EMPTY_ARRAY = array([]);
 
 function text(arg: Buffer): string {
   return arg.toString("utf8");
@@ -148,6 +152,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 2,
     kind: "write",
     leaderOnly: true,
+    keys: [1, 1, 1],
     write: SET_WRITE,
     run: (ctx, args) => proposeWrite(ctx, SET_WRITE, args),
     extraArgsError: "ERR syntax error: SET takes a key and a value only, and options such as EX, PX, NX, XX and GET are not supported",
@@ -157,6 +162,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "write",
     leaderOnly: true,
+    keys: [1, -1, 1],
     write: DEL_WRITE,
     run: (ctx, args) => proposeWrite(ctx, DEL_WRITE, args),
   },
@@ -165,6 +171,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 2,
     kind: "read",
     leaderOnly: false,
+    keys: [1, 1, 1],
     run: (ctx, [key, levelArg]) => {
       let level = ctx.session.consistency;
       if (levelArg !== undefined) {
@@ -207,6 +214,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "read",
     leaderOnly: false,
+    keys: [1, -1, 1],
     run: (ctx, keys) => {
       ctx.node.checkReadable();
       return integer(keys.filter((key) => ctx.node.store.has(key)).length);
@@ -315,10 +323,10 @@ const COMMANDS: Record<string, CommandSpec> = {
       return OK;
     },
   },
-  // Commands that Redis tools send on connect, with minimal replies so the tools work unchanged.
-  COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
-  CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => EMPTY_ARRAY },
-  CLIENT: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: () => OK },
+  // Commands that Redis tools and client libraries send on connect.
+  COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (_ctx, args) => commandReply(COMMAND_DESCRIPTIONS, args) },
+  CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => configReply(ctx.settings, args) },
+  CLIENT: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => clientReply(ctx.session, args) },
   SELECT: {
     minArgs: 1,
     maxArgs: 1,
@@ -389,6 +397,17 @@ async function readBarrier(ctx: CommandContext): Promise<void> {
   if (reply.type !== "integer") throw new NodeError("NOLEADER", `unexpected READINDEX reply from the leader: ${reply.type}`);
   await ctx.node.waitForApplied(reply.value);
 }
+
+/** Description of each command for COMMAND, with flags that follow from the command's kind. */
+const COMMAND_DESCRIPTIONS: Record<string, CommandDescription> = Object.fromEntries(
+  Object.entries(COMMANDS).map(([name, spec]) => {
+    let flags: string[] = [];
+    if (spec.kind === "write") flags = ["write"];
+    else if (spec.kind === "admin") flags = ["admin"];
+    else if (spec.keys) flags = ["readonly"];
+    return [name, { minArgs: spec.minArgs, maxArgs: spec.maxArgs, flags, keys: spec.keys }];
+  }),
+);
 
 export function lookupCommand(name: string): CommandSpec | undefined {
   return COMMANDS[name];

@@ -37,6 +37,8 @@ export interface ServerOptions {
   maxClients: number;
   /** GET consistency of a new connection until it sends CONSISTENCY. */
   defaultConsistency: Consistency;
+  /** Settings that CONFIG GET reports, as name and value pairs. */
+  settings: ReadonlyArray<readonly [string, string]>;
 }
 
 /** Output bytes a slow reader may leave unread before its connection is closed. */
@@ -126,6 +128,8 @@ export class RespServer {
   readonly #logger: Logger;
   readonly #forwarder: LeaderForwarder;
   readonly #context: Omit<CommandContext, "session">;
+  /** Connections accepted so far; the newest one's CLIENT ID. */
+  #connectionCount = 0;
   readonly #parserLimits: RespLimits;
   #listener: TCPSocketListener<Connection> | null = null;
   #clients = 0;
@@ -135,7 +139,7 @@ export class RespServer {
     this.#options = options;
     this.#logger = options.logger;
     this.#forwarder = new LeaderForwarder(options.node, options.logger, options.requestTimeoutMs, options.retryDelayMs);
-    this.#context = { node: options.node, forwarder: this.#forwarder, limits: options.limits, forwarded: false };
+    this.#context = { node: options.node, forwarder: this.#forwarder, limits: options.limits, settings: options.settings, forwarded: false };
     // The parser accepts bulk strings up to twice the value limit, so that a
     // moderately oversized value gets a TOOLARGE error naming the limit. A
     // larger announced length is a protocol error and closes the connection.
@@ -189,7 +193,7 @@ export class RespServer {
   #onOpen(socket: Socket<Connection>): void {
     socket.data = {
       parser: new RespParser(this.#parserLimits),
-      context: { ...this.#context, session: { consistency: this.#options.defaultConsistency } },
+      context: { ...this.#context, session: { id: ++this.#connectionCount, name: null, consistency: this.#options.defaultConsistency } },
       slots: [],
       waiting: [],
       pending: 0,

@@ -1,6 +1,6 @@
 // Redis's own tools against a cluster: redis-benchmark's SET and GET tests
-// complete without errors, and redis-cli reads INFO and writes through a
-// follower.
+// complete without errors or warnings, redis-cli reads INFO and CONFIG and
+// writes through a follower, and a connection keeps its CLIENT name.
 
 import { describe, expect } from "bun:test";
 import { Cluster, clusterTest, installClusterHooks, replyText, runProgram } from "../support/cluster.ts";
@@ -26,6 +26,7 @@ describe("redis tools", () => {
         expect(output).toMatch(/SET: [\d.]+ requests per second/);
         expect(output).toMatch(/GET: [\d.]+ requests per second/);
         expect(output).not.toContain("ERR");
+        expect(output).not.toContain("WARNING");
       }
       // Without -r, redis-benchmark's SET test writes the fixed key "key:__rand_int__" with a 3-byte value.
       const written = replyText(await cluster.command(leader, ["GET", "key:__rand_int__"]));
@@ -48,6 +49,13 @@ describe("redis tools", () => {
       expect(info.stdout).toContain(`leader_id:${leader.id}`);
       expect((await cli("SET", "via-redis-cli", "hello")).stdout.trim()).toBe("OK");
       expect((await cli("GET", "via-redis-cli")).stdout.trim()).toBe("hello");
+      expect((await cli("CONFIG", "GET", "max-value-bytes")).stdout.trim().split("\n")).toEqual(["max-value-bytes", String(16 << 20)]);
+      expect((await cli("CONFIG", "SET", "max-value-bytes", "1")).stdout).toContain("ERR CONFIG SET is not supported");
+      expect(Number((await cli("COMMAND", "COUNT")).stdout.trim())).toBeGreaterThan(10);
+
+      // The cluster's client keeps one connection per node, like a client library.
+      expect(replyText(await cluster.command(follower, ["CLIENT", "SETNAME", "tools-test"]))).toBe("OK");
+      expect(replyText(await cluster.command(follower, ["CLIENT", "GETNAME"]))).toBe("tools-test");
     },
     60_000,
   );
