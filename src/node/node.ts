@@ -582,15 +582,16 @@ export class EchoNode {
   }
 
   /**
-   * Hands leadership to `target`, or to the most up-to-date voter when null,
-   * and resolves once this node is no longer the leader (thesis 3.10).
+   * Hands leadership to `target`, or to the most up-to-date responsive voter
+   * when null (thesis 3.10). Resolves with the new leader's id once this node
+   * has stepped down and heard from it, usually the chosen one.
    */
   async transferLeadership(target: NodeId | null): Promise<NodeId> {
     this.#checkServing();
     if (this.#core.role !== "leader") throw this.#notLeaderError();
     if (target === this.id) return this.id;
     const chosen = target ?? this.#core.bestTransferTarget();
-    if (chosen === null) throw new NodeError("INVALID", "there is no other voter to transfer leadership to");
+    if (chosen === null) throw new NodeError("INVALID", "no other voter responded recently, so none can take over leadership");
     const problem = this.#core.transferLeadership(chosen);
     if (problem) throw new NodeError("INVALID", `cannot transfer leadership to ${chosen}: ${problem}`);
     this.#logger.info("leadership transfer started", { target: chosen });
@@ -599,9 +600,13 @@ export class EchoNode {
     const deadline = Date.now() + this.#options.tickMs * this.#options.raftConfig.electionTicks * 2;
     while (Date.now() < deadline) {
       await Bun.sleep(Math.max(1, Math.floor(this.#options.tickMs / 5)));
-      if (this.#core.role !== "leader") return chosen;
+      const leaderId = this.#core.leaderId;
+      if (this.#core.role !== "leader" && leaderId !== null && leaderId !== this.id) return leaderId;
     }
-    throw new NodeError("TIMEOUT", `leadership transfer to ${chosen} did not finish in time; this node is still the leader`);
+    if (this.#core.role === "leader") {
+      throw new NodeError("TIMEOUT", `leadership transfer to ${chosen} did not finish in time; this node is still the leader`);
+    }
+    throw new NodeError("TIMEOUT", `this node stepped down, but no new leader was heard from after the transfer to ${chosen}`);
   }
 
   /** Returns whether this leader's lease lets it serve a read from its own map right now. */

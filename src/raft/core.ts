@@ -52,6 +52,8 @@ interface Progress {
   commitSent: number;
   /** Whether any response from the peer arrived since the last quorum check. */
   recentActive: boolean;
+  /** Tick of the peer's latest response, or of this leader's start when none arrived yet. */
+  lastResponseAt: number;
   /** Highest read-index round the peer acknowledged. */
   readRound: number;
 }
@@ -391,12 +393,17 @@ export class RaftCore {
     return null;
   }
 
-  /** Picks the most up-to-date voter other than this node, or null when there is none. */
+  /**
+   * Picks the most up-to-date voter other than this node among those that
+   * responded within the last three heartbeat intervals, or returns null when
+   * there is none. A peer that stopped responding would never take over.
+   */
   bestTransferTarget(): NodeId | null {
     let best: NodeId | null = null;
     let bestMatch = -1;
+    const respondedSince = this.#ticks - 3 * this.#config.heartbeatTicks;
     for (const [id, pr] of this.#progress) {
-      if (id === this.id || !this.isVoter(id)) continue;
+      if (id === this.id || !this.isVoter(id) || pr.lastResponseAt < respondedSince) continue;
       if (pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;
@@ -641,6 +648,7 @@ export class RaftCore {
     const pr = this.#progress.get(message.from);
     if (!pr) return;
     pr.recentActive = true;
+    pr.lastResponseAt = this.#ticks;
 
     if (pr.state === "snapshot") {
       // Only an acknowledgement at or past the snapshot ends the transfer.
@@ -693,6 +701,7 @@ export class RaftCore {
     const pr = this.#progress.get(message.from);
     if (!pr) return;
     pr.recentActive = true;
+    pr.lastResponseAt = this.#ticks;
     pr.readRound = Math.max(pr.readRound, Math.min(message.readRound, this.#readRound));
 
     if (pr.match < this.log.lastIndex()) {
@@ -1130,6 +1139,7 @@ export class RaftCore {
       inflightBytes: 0,
       commitSent: 0,
       recentActive: self,
+      lastResponseAt: this.#ticks,
       readRound: 0,
     });
   }

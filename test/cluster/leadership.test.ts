@@ -1,5 +1,5 @@
-// Leadership and membership operations with real processes: TRANSFER, the
-// handover on SIGTERM, a paused follower that must not disturb the cluster,
+// Leadership and membership operations with real processes: TRANSFER, to a
+// named node or to a live one, the handover on SIGTERM, a paused follower that must not disturb the cluster,
 // and the replies to JOIN for repeated and clashing ids.
 
 import { describe, expect } from "bun:test";
@@ -64,6 +64,28 @@ describe("leadership", () => {
       expect(newLeader.log()).not.toContain("became precandidate");
       expect(await findLostWrites(newLeader, writer.acked())).toEqual([]);
       expect(leader.log()).toContain("handed leadership over before stopping");
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "TRANSFER without a target skips a dead voter",
+    async () => {
+      const cluster = new Cluster({ name: "transfer-dead" });
+      const nodes = await cluster.startCluster(4);
+      const leader = await cluster.waitForLeader(nodes);
+      expect(replyText(await cluster.command(leader, ["SET", "before-transfer", "1"]))).toBe("OK");
+      // With equal match indexes the leader used to pick the first follower
+      // in member order, so that is the one to kill.
+      const dead = nodes.find((node) => node !== leader)!;
+      await cluster.kill(dead);
+      await Bun.sleep(1000);
+
+      const reply = await cluster.command(leader, ["TRANSFER"]);
+      const live = nodes.filter((node) => node !== leader && node !== dead).map((node) => JSON.stringify(node.id));
+      expect(live).toContain(describeReply(reply));
+      const newLeader = await cluster.waitForLeader(nodes.filter((node) => node !== dead));
+      expect(JSON.stringify(newLeader.id)).toBe(describeReply(reply));
     },
     60_000,
   );
