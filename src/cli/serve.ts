@@ -3,7 +3,7 @@
 // JOIN to that member. With state it recovers and ignores --join-addr.
 
 import { defineCommand, type ArgsDef } from "citty";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { RespClient, RespClientError } from "../client/client.ts";
 import type { RespValue } from "../protocol/resp.ts";
@@ -15,7 +15,7 @@ import { restoreFromBackup } from "../node/snapshots.ts";
 import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
 import { parseConsistency, type Consistency } from "../server/commands.ts";
 import { RespServer } from "../server/server.ts";
-import { SqliteStorage, StorageError } from "../storage/sqlite.ts";
+import { DATABASE_FILE, SqliteStorage, StorageError } from "../storage/sqlite.ts";
 import { checkListenable, parseHostPort } from "../transport/address.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../transport/transport.ts";
 import { TcpTransport } from "../transport/tcp.ts";
@@ -183,6 +183,8 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   }
   checkListenable(settings.listenAddr);
   checkListenable(settings.raftAddr);
+  const createdDir = !existsSync(settings.dataDir);
+  const createdDatabase = !existsSync(join(settings.dataDir, DATABASE_FILE));
   const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
   const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
   let mode: "recover" | "bootstrap" | "join";
@@ -200,6 +202,13 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
       await restoreFromBackup(storage, settings.dataDir, settings.restore, { ...self, voter: true, incarnation: storage.incarnation() }, logger);
     } catch (err) {
       storage.close();
+      // The directory is left as it was, so that the command can run again,
+      // under another node id too.
+      if (createdDir) {
+        rmSync(settings.dataDir, { recursive: true, force: true });
+      } else if (createdDatabase) {
+        for (const suffix of ["", "-wal", "-shm"]) rmSync(join(settings.dataDir, DATABASE_FILE + suffix), { force: true });
+      }
       const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "the file does not exist" : errorMessage(err);
       throw new UsageError(`cannot restore from ${settings.restore}: ${reason}`);
     }

@@ -5,7 +5,7 @@
 // acknowledged before the test are still there.
 
 import { describe, expect } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeCommand } from "../../src/protocol/resp.ts";
@@ -442,6 +442,7 @@ describe("bad operator input", () => {
         const serve = (...extra: string[]) => ["serve", "--node-id", "node-1", "--listen-addr", port(), "--raft-addr", port(), ...extra];
         writeFileSync(join(scratch, "a-file"), "not a directory");
         writeFileSync(join(scratch, "junk.snap"), "hello\n");
+        mkdirSync(join(scratch, "empty"));
         const cases: Array<{ name: string; args: string[]; message: string }> = [
           { name: "file as data dir", args: serve("--data-dir", join(scratch, "a-file")), message: "it exists and is not a directory" },
           {
@@ -450,6 +451,11 @@ describe("bad operator input", () => {
             message: "the file does not exist",
           },
           { name: "not a backup", args: serve("--data-dir", join(scratch, "d2"), "--restore", join(scratch, "junk.snap")), message: "is not an EchoKV snapshot" },
+          {
+            name: "missing backup, existing directory",
+            args: serve("--data-dir", join(scratch, "empty"), "--restore", join(scratch, "missing.snap")),
+            message: "the file does not exist",
+          },
           { name: "address without port", args: ["cli", "--connect", "127.0.0.1", "GET", "k"], message: "invalid --connect" },
         ];
         for (const { name, args, message } of cases) {
@@ -458,6 +464,9 @@ describe("bad operator input", () => {
           expect(result.stderr, `stderr for ${name}`).toStartWith("echokv: ");
           expect(result.stderr, `stderr for ${name}`).toContain(message);
         }
+        // A failed restore leaves no data directory claimed by the node id.
+        expect(readdirSync(scratch).sort()).toEqual(["a-file", "empty", "junk.snap"]);
+        expect(readdirSync(join(scratch, "empty"))).toEqual([]);
       } finally {
         rmSync(scratch, { recursive: true, force: true });
       }
