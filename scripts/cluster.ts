@@ -52,18 +52,23 @@ async function relay(stream: ReadableStream<Uint8Array>, name: string, color: st
   }
 }
 
-function startNode(index: number): void {
+function dataDirOf(index: number): string {
+  return join(values.data!, `node-${index + 1}`);
+}
+
+/** Starts node `index`; with `joinPort`, it asks the member on that client port to add it. */
+function startNode(index: number, joinPort: number | null): void {
   const id = `node-${index + 1}`;
   const args = [
     "serve",
     "--node-id", id,
     "--listen-addr", `127.0.0.1:${basePort + index}`,
     "--raft-addr", `127.0.0.1:${basePort + 10_000 + index}`,
-    "--data-dir", join(values.data!, id),
+    "--data-dir", dataDirOf(index),
   ];
-  if (index > 0) args.push("--join-addr", `127.0.0.1:${basePort}`);
+  if (joinPort !== null) args.push("--join-addr", `127.0.0.1:${joinPort}`);
   const child = Bun.spawn([binary, ...args], { stdout: "inherit", stderr: "pipe", stdin: "ignore" });
-  children.push(child);
+  children[index] = child;
   void relay(child.stderr, id, colors[index % colors.length]);
   void child.exited.then((code) => {
     if (!stopping) console.error(`${id} exited with status ${code}`);
@@ -85,8 +90,9 @@ async function infoServer(port: number): Promise<string> {
 }
 
 /**
- * Waits until INFO on node `index`'s client port returns that node's id.
- * Fails at once when the node exits or another EchoKV node serves that port.
+ * Waits until INFO on node `index`'s client port returns that node's id and
+ * a cluster id, which a joining node has once it was added. Fails at once
+ * when the node exits or another EchoKV node serves that port.
  */
 async function waitForNode(index: number, timeoutMs: number): Promise<void> {
   const id = `node-${index + 1}`;
@@ -96,9 +102,9 @@ async function waitForNode(index: number, timeoutMs: number): Promise<void> {
     const child = children[index];
     if (child.exitCode !== null) throw new Error(`${id} exited with status ${child.exitCode} before it was ready; its log lines are above`);
     const info = await infoServer(port);
-    if (info.includes(`node_id:${id}\r\n`)) return;
-    const other = /node_id:([^\r\n]*)/.exec(info)?.[1];
-    if (other !== undefined) throw new Error(`port ${port} is served by another EchoKV node (${other}), not ${id}; choose another --base-port`);
+    const served = /node_id:([^\r\n]*)/.exec(info)?.[1];
+    if (served === id && /cluster_id:[^\r\n]+/.test(info)) return;
+    if (served !== undefined && served !== id) throw new Error(`port ${port} is served by another EchoKV node (${served}), not ${id}; choose another --base-port`);
     await Bun.sleep(100);
   }
   throw new Error(`${id} did not respond on port ${port} within ${timeoutMs} ms`);
@@ -118,11 +124,24 @@ async function stopAll(reason: string, exitCode = 0): Promise<void> {
 process.on("SIGINT", () => void stopAll("SIGINT"));
 process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
+// node-1 bootstraps the cluster. When its data directory is gone but
+// another node's is not, it would bootstrap a second cluster, so the others
+// start first and node-1 joins them, as a node with lost data does.
+const others = Array.from({ length: nodeCount - 1 }, (_, i) => i + 1);
+const firstRejoins = !existsSync(dataDirOf(0)) && others.some((index) => existsSync(dataDirOf(index)));
 try {
-  startNode(0);
-  await waitForNode(0, 10_000);
-  for (let index = 1; index < nodeCount; index++) startNode(index);
-  for (let index = 1; index < nodeCount; index++) await waitForNode(index, 10_000);
+  if (firstRejoins) {
+    console.error(`${dataDirOf(0)} is missing: node-1 joins the other nodes instead of bootstrapping a new cluster`);
+    for (const index of others) startNode(index, basePort);
+    for (const index of others) await waitForNode(index, 10_000);
+    startNode(0, basePort + 1);
+    await waitForNode(0, 30_000);
+  } else {
+    startNode(0, null);
+    await waitForNode(0, 10_000);
+    for (const index of others) startNode(index, basePort);
+    for (const index of others) await waitForNode(index, 10_000);
+  }
 } catch (err) {
   console.error(`cannot start the cluster: ${err instanceof Error ? err.message : String(err)}`);
   await stopAll("error", 1);
