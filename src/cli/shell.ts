@@ -148,8 +148,11 @@ function describeFailure(err: unknown): string {
  * quoting rules, sends them and prints the replies. Prints the `> ` prompt and
  * keeps arrow-key history only when input and output are a TTY, so piped input
  * also works. `help` lists the commands. `quit`, `exit` and end of input
- * return 0. A failed connection is reported and retried on the next command. Returns 1 for an invalid address
- * or when the server rejects the consistency level on the first connect.
+ * end the shell. A failed connection is reported and retried on the next
+ * command. Returns 1 for an invalid address, when the server rejects the
+ * consistency level on the first connect, and, with piped input, when any
+ * line failed (an error reply, a failure or unbalanced quotes), as a script
+ * expects. Returns 0 otherwise.
  */
 export async function runShell(addr: string, opts: ShellOptions = {}): Promise<number> {
   const streams = resolveStreams(opts.streams);
@@ -179,18 +182,20 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
   // Ctrl-C at the prompt ends the shell like Ctrl-D, as in redis-cli.
   lines.on("SIGINT", () => lines.close());
 
+  let failed = false;
   try {
     if (interactive) lines.prompt();
     for await (const line of lines) {
       const args = splitCommandLine(line);
       if (args === null) {
         await writeLine(streams.errorOutput, "Invalid argument(s): unbalanced quotes");
+        failed = true;
       } else if (args.length > 0) {
         const name = args[0].toString("utf8").toLowerCase();
         if (args.length === 1 && (name === "quit" || name === "exit")) break;
         // No server command is named HELP, so the shell handles it, as redis-cli does.
         if (args.length === 1 && name === "help") await writeLine(streams.output, formatCommandHelp());
-        else await runShellCommand(session, args, streams);
+        else if (!(await runShellCommand(session, args, streams))) failed = true;
       }
       if (interactive) lines.prompt();
     }
@@ -198,15 +203,18 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
     lines.close();
     session.close();
   }
-  return 0;
+  return failed && !interactive ? 1 : 0;
 }
 
-async function runShellCommand(session: ShellSession, args: Buffer[], streams: ShellStreams): Promise<void> {
+/** Sends one command and prints its reply, and returns whether it succeeded (no error reply or failure). */
+async function runShellCommand(session: ShellSession, args: Buffer[], streams: ShellStreams): Promise<boolean> {
   try {
     const reply = await session.send(args);
     await writeLine(streams.output, formatReply(reply));
+    return reply.type !== "error";
   } catch (err) {
     await writeLine(streams.errorOutput, describeFailure(err));
+    return false;
   }
 }
 

@@ -157,6 +157,21 @@ describe("cli shell", () => {
   );
 
   clusterTest(
+    "piped input with an error exits 1",
+    async () => {
+      const { node } = await singleNode();
+      const input = "SET piped_key 1\nBOGUSCOMMAND\nGET piped_key\n";
+      const result = await runEchokv(["cli", "--connect", node.clientAddr], { stdin: input, timeoutMs: 10_000 });
+      expect(result.exitCode).toBe(1);
+      const lines = result.stdout.split("\n");
+      expect(lines[0]).toBe("OK");
+      expect(lines[1]).toStartWith("(error) ERR unknown command 'BOGUSCOMMAND'");
+      expect(lines[2]).toBe("1");
+    },
+    20_000,
+  );
+
+  clusterTest(
     "help lists the commands",
     async () => {
       const { node } = await singleNode();
