@@ -49,16 +49,6 @@ const COMMIT_PERSIST_DELAY_MS = 200;
  * snapshot at once and a quorum keeps committing.
  */
 const SNAPSHOT_LIMIT_SPREAD = 0.25;
-/**
- * Delay before the leader sends followers a commit index that no append
- * carried to them yet. With sequential SETs from one client, the next
- * request's append usually carries it within this time. Sent at once, the
- * announcement cost each follower one more wake-up per write. In two
- * alternating pairs of 3 runs of 10,000 sequential SETs with redis-benchmark,
- * the cluster used 563 to 642 µs of CPU per SET with the delay, against
- * 590 to 700 µs without it.
- */
-const COMMIT_ANNOUNCE_DELAY_MS = 1;
 /** A log write slower than this is logged. */
 const SLOW_WRITE_MS = 500;
 /** Interval between snapshot requests from a node without its key-value state, until one arrives. */
@@ -155,8 +145,6 @@ export class EchoNode {
 
   #ticker: ReturnType<typeof setInterval> | null = null;
   #processScheduled = false;
-  /** Pending call of the core's announceCommit(), at most one at a time. */
-  #commitAnnouncement: ReturnType<typeof setTimeout> | null = null;
   /** performance.now() of the last tick, to detect pauses. */
   #lastTickAt = performance.now();
   /** Index of the last entry applied to the map. */
@@ -377,7 +365,6 @@ export class EchoNode {
     this.#emit("node_stopping", `${this.id} is shutting down`);
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
-    if (this.#commitAnnouncement) clearTimeout(this.#commitAnnouncement);
     const err = new NodeError("SHUTDOWN", "the node is shutting down");
     this.#notifySettled();
     const proposals = [...this.#proposals.values()];
@@ -789,17 +776,7 @@ export class EchoNode {
       // After the loop, so that a waiter's reply cannot start a command while a batch is half handled.
       this.#notifySettled();
     }
-    if (this.#commitAnnouncement === null && this.#core.commitAnnouncementDue()) {
-      this.#commitAnnouncement = setTimeout(() => this.#announceCommit(), COMMIT_ANNOUNCE_DELAY_MS);
-    }
     this.#observeChanges();
-  }
-
-  #announceCommit(): void {
-    this.#commitAnnouncement = null;
-    if (this.#stopped || this.#failed) return;
-    this.#core.announceCommit();
-    this.#schedule();
   }
 
   #handleReady(ready: Ready): void {

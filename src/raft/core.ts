@@ -127,6 +127,8 @@ export class RaftCore {
   #transferTarget: NodeId | null = null;
   #transferElapsed = 0;
   #broadcastPending = false;
+  /** Set when the commit index moved; followers not sent anything else get a heartbeat carrying it. */
+  #commitBroadcastPending = false;
 
   /** Number of heartbeat rounds sent. Each response echoes the round it replies to. */
   #readRound = 0;
@@ -437,6 +439,7 @@ export class RaftCore {
   hasReady(): boolean {
     return (
       this.#broadcastPending ||
+      this.#commitBroadcastPending ||
       this.#readRoundPending ||
       this.#messages.length > 0 ||
       this.#hardStateChanged() ||
@@ -458,6 +461,8 @@ export class RaftCore {
       }
     }
     this.#broadcastPending = false;
+    if (this.#commitBroadcastPending && this.#role === "leader") this.#announceCommit();
+    this.#commitBroadcastPending = false;
     if (this.#readRoundPending && this.#role === "leader") this.#broadcastHeartbeat();
     this.#readRoundPending = false;
 
@@ -680,6 +685,8 @@ export class RaftCore {
     if (message.matchIndex > pr.match) {
       pr.match = message.matchIndex;
       this.#maybeCommit();
+      // Committed with other acknowledgements before this one arrived: tell this peer too.
+      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#commitBroadcastPending = true;
     }
     pr.next = Math.max(pr.next, pr.match + 1);
     while (pr.inflight.length > 0 && pr.inflight[0].last <= message.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
@@ -728,32 +735,21 @@ export class RaftCore {
     if (this.log.term(candidate) !== this.#term) return;
 
     this.#commitIndex = candidate;
+    this.#commitBroadcastPending = true;
     this.#onCommitAdvance();
   }
 
   /**
-   * Returns whether a follower has committed entries in its log but was not
-   * sent a commit index that covers them. The runtime then calls
-   * announceCommit(), after a short delay: under steady writes, the next
-   * append carries the commit index first and no extra message is needed.
+   * Sends a heartbeat to every follower that has entries committed since it
+   * last received the commit index, unless it gets a message in this batch
+   * anyway, so that local reads there catch up at once.
    */
-  commitAnnouncementDue(): boolean {
-    if (this.#role !== "leader") return false;
+  #announceCommit(): void {
+    const reached = new Set<NodeId>();
+    for (const message of this.#messages) reached.add(message.to);
     for (const [id, pr] of this.#progress) {
-      if (id !== this.id && Math.min(pr.match, this.#commitIndex) > pr.commitSent) return true;
-    }
-    return false;
-  }
-
-  /**
-   * Sends a heartbeat that expects no response to every follower that
-   * commitAnnouncementDue() counts, so that local reads there catch up
-   * without waiting for the next heartbeat tick.
-   */
-  announceCommit(): void {
-    if (this.#role !== "leader") return;
-    for (const [id, pr] of this.#progress) {
-      if (id !== this.id && Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id, true);
+      if (id === this.id || reached.has(id)) continue;
+      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id, true);
     }
   }
 

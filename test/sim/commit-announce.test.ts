@@ -1,9 +1,7 @@
-// Scripted scenarios for the commit index reaching every follower promptly.
+// Scripted scenario for the commit index reaching every follower promptly.
 // The leader commits an entry as soon as one follower acknowledges it. The
 // other follower's acknowledgement arrives later, and it must then learn
-// the commit index too, without waiting for the next heartbeat tick. The
-// runtime calls announceCommit() a moment after the core reports it due,
-// and an append sent in the meantime makes it unnecessary.
+// the commit index too, without waiting for the next heartbeat tick.
 
 import { describe, expect, test } from "bun:test";
 
@@ -40,50 +38,18 @@ describe("commit announcement", () => {
     // n2's acknowledgement commits the entry; n3's is still on its way.
     for (const message of fromN2) n1.step(message);
     expect(n1.commitIndex).toBe(index);
-    expect(drain(n1)).toEqual([]);
-    expect(n1.commitAnnouncementDue()).toBe(true);
-    n1.announceCommit();
     for (const message of drain(n1)) cores.get(message.to)!.step(message);
-    expect(n1.commitAnnouncementDue()).toBe(false);
     drain(n2);
     expect(n2.commitIndex).toBe(index);
     expect(n3.commitIndex).toBeLessThan(index);
 
     // n3's acknowledgement arrives, and the leader sends it the commit index.
     for (const message of fromN3) n1.step(message);
-    expect(n1.commitAnnouncementDue()).toBe(true);
-    n1.announceCommit();
     const toN3 = drain(n1).filter((message) => message.to === "n3");
     expect(toN3.map((message) => message.type)).toEqual(["heartbeat"]);
     for (const message of toN3) n3.step(message);
     // An announcement gets no response: the next periodic heartbeat gets one.
     expect(drain(n3)).toEqual([]);
-    expect(n3.commitIndex).toBe(index);
-  });
-
-  test("is not needed when the next append carries it", () => {
-    const cores = electFirst(["n1", "n2", "n3"]);
-    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cores.get(id)!);
-    expect(n1.propose(new Uint8Array([1])).ok).toBe(true);
-    exchange(cores);
-
-    const first = n1.propose(new Uint8Array([2]));
-    const index = first.ok ? first.index : -1;
-    for (const message of drain(n1)) cores.get(message.to)!.step(message);
-    for (const message of drain(n2)) n1.step(message);
-    for (const message of drain(n3)) n1.step(message);
-    expect(n1.commitIndex).toBe(index);
-    expect(n1.commitAnnouncementDue()).toBe(true);
-
-    // The next write's appends leave before the delay is over.
-    expect(n1.propose(new Uint8Array([3])).ok).toBe(true);
-    const appends = drain(n1);
-    expect(appends.map((message) => message.type)).toEqual(["append", "append"]);
-    expect(n1.commitAnnouncementDue()).toBe(false);
-    for (const message of appends) cores.get(message.to)!.step(message);
-    drain(n2);
-    drain(n3);
-    expect(n2.commitIndex).toBe(index);
     expect(n3.commitIndex).toBe(index);
   });
 });

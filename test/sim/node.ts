@@ -56,8 +56,6 @@ const COMMIT_PERSIST_DELAY_MS = 200;
 
 /** Maximum ready batches handled in one processing pass before the node is declared stuck. */
 const MAX_READY_PER_PASS = 1000;
-/** Delay before the core's announceCommit() is called, as in EchoNode. */
-const COMMIT_ANNOUNCE_DELAY_MS = 1;
 
 export type NodeReply =
   | { ok: true; kind: "write"; result: ApplyResult }
@@ -158,7 +156,6 @@ export class SimNode {
   #issuedLast = { index: 0, term: 0 };
   #lastWriteDone = 0;
   #processScheduled = false;
-  #announcementScheduled = false;
   #armedCrash: CrashPoint | null = null;
   #paused = false;
   /** Input that arrived while paused, handled in order on resume. */
@@ -235,7 +232,6 @@ export class SimNode {
     this.#issuedLast = { index: 0, term: 0 };
     this.#lastWriteDone = 0;
     this.#processScheduled = false;
-    this.#announcementScheduled = false;
     this.#armedCrash = null;
     this.#paused = false;
     this.#inputWhilePaused = [];
@@ -404,22 +400,6 @@ export class SimNode {
       this.#whenRunning(() => {
         this.#processScheduled = false;
         this.#process();
-        this.#scheduleCommitAnnouncement();
-      });
-    });
-  }
-
-  /** Calls the core's announceCommit() after COMMIT_ANNOUNCE_DELAY_MS while commitAnnouncementDue() is true. */
-  #scheduleCommitAnnouncement(): void {
-    if (this.#announcementScheduled || !this.#core?.commitAnnouncementDue()) return;
-    this.#announcementScheduled = true;
-    const incarnation = this.incarnation;
-    this.#host.schedule(COMMIT_ANNOUNCE_DELAY_MS, { kind: "announceCommit", node: this.id }, () => {
-      if (this.incarnation !== incarnation) return;
-      this.#whenRunning(() => {
-        this.#announcementScheduled = false;
-        this.#core?.announceCommit();
-        this.#scheduleProcess();
       });
     });
   }
