@@ -356,7 +356,8 @@ function shellStreams(lines: string[]): { input: Readable; output: Capture; erro
 describe("shell", () => {
   test("runs piped lines in order", async () => {
     const streams = shellStreams(["PING", 'ECHO "hello world"', "", "ARR a ''", "INT 7", "FAIL", "ECHO 'x'y", "NIL"]);
-    expect(await runShell(server.addr, { streams })).toBe(0);
+    // Piped input with failed lines (FAIL, the unbalanced quote) exits 1 once every line ran.
+    expect(await runShell(server.addr, { streams })).toBe(1);
     expect(streams.output.text).toBe('PONG\nhello world\n1) "a"\n2) ""\n(integer) 7\n(error) ERR failure\n(nil)\n');
     expect(streams.errorOutput.text).toBe("Invalid argument(s): unbalanced quotes\n");
   });
@@ -369,7 +370,8 @@ describe("shell", () => {
 
   test("reconnects after connection loss", async () => {
     const streams = shellStreams(["ECHO one", "CLOSE", "ECHO two"]);
-    expect(await runShell(server.addr, { streams })).toBe(0);
+    // The lost connection failed one line, so piped input exits 1.
+    expect(await runShell(server.addr, { streams })).toBe(1);
     expect(streams.output.text).toBe("one\ntwo\n");
     expect(streams.errorOutput.text).toContain("closed before the reply to CLOSE arrived");
     expect(streams.errorOutput.text).toContain("reconnects on the next command");
@@ -378,7 +380,8 @@ describe("shell", () => {
   test("reports refused connection", async () => {
     const addr = closedPortAddr();
     const streams = shellStreams(["PING"]);
-    expect(await runShell(addr, { streams, timeoutMs: 2_000 })).toBe(0);
+    // The only line failed, so piped input exits 1.
+    expect(await runShell(addr, { streams, timeoutMs: 2_000 })).toBe(1);
     expect(streams.output.text).toBe("");
     expect(streams.errorOutput.text).toContain(`could not connect to ${addr}: connection refused`);
   });
