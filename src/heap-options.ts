@@ -7,8 +7,9 @@
 // multiple is 2 on a machine with less than 16 GB of memory and about 3 on a
 // larger one. In a benchmark run with 267 MB of keys and values, the leader
 // reached 823 MB during a bulk load. A multiple near 1.25 keeps the heap
-// closer to its live size, at the cost of more full collections, which did
-// not change the CPU time per SET in the runs in docs/benchmarks.md.
+// closer to its live size, at the cost of more full collections: about 4%
+// of GET and 5% of SET throughput at 64 in flight in the runs in
+// docs/benchmarks.md.
 //
 // JavaScriptCore reads BUN_JSC_* variables only while the runtime starts, so
 // `serve` first replaces its own process image (same PID) with one that has
