@@ -56,7 +56,7 @@ function dataDirOf(index: number): string {
   return join(values.data!, `node-${index + 1}`);
 }
 
-/** Starts node `index`; with `joinPort`, it asks the member on that client port to add it. */
+/** Starts node `index`. With `joinPort`, the node joins through the member on that client port. */
 function startNode(index: number, joinPort: number | null): void {
   const id = `node-${index + 1}`;
   const args = [

@@ -52,7 +52,7 @@ interface Progress {
   commitSent: number;
   /** Whether any response from the peer arrived since the last quorum check. */
   recentActive: boolean;
-  /** Tick of the peer's latest response, or of this leader's start when none arrived yet. */
+  /** Tick of the peer's latest response, or the tick this entry was created when none arrived yet. */
   lastResponseAt: number;
   /** Highest read-index round the peer acknowledged. */
   readRound: number;

@@ -12,7 +12,7 @@ describe("transfer target", () => {
     expect(n1.role).toBe("leader");
     expect(n1.propose(new Uint8Array([1])).ok).toBe(true);
     exchange(cores);
-    // Both followers hold every entry, so only responsiveness tells them apart.
+    // Both followers have every entry, so only responsiveness distinguishes them.
     expect(n1.bestTransferTarget()).not.toBeNull();
 
     // n2 goes silent: its messages are lost for four heartbeat intervals.
