@@ -7,7 +7,16 @@
 import type { Database } from "bun:sqlite";
 import type { SnapshotMeta } from "../raft/types.ts";
 import { decodeWrites } from "./batch-codec.ts";
-import { CLOSED_SLOT, COMPLETED_SLOT, ERROR_BYTES_OFFSET, ERROR_LENGTH_SLOT, FAILED_SLOT, type WorkerReply, type WorkerRequest } from "./log-writer.ts";
+import {
+  CLOSED_SLOT,
+  COMPLETED_SLOT,
+  ERROR_BYTES_OFFSET,
+  ERROR_LENGTH_SLOT,
+  FAILED_SLOT,
+  WRITE_MICROS_SLOT,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./log-writer.ts";
 import { BatchWriter, openWriterConnection } from "./sqlite.ts";
 
 declare const self: Worker;
@@ -75,7 +84,9 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
     case "write":
       if (failed || !writer || !shared) return;
       try {
+        const started = performance.now();
         writer.write(decodeWrites(request.buffer));
+        Atomics.store(shared, WRITE_MICROS_SLOT, Math.min(2 ** 31 - 1, Math.round((performance.now() - started) * 1000)));
       } catch (err) {
         fail(err);
         return;

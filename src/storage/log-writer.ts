@@ -18,9 +18,13 @@
 // INLINE_WRITE_MAX_MS. On a 2-core VM that cut a follower's CPU per SET by 8
 // to 15% at 64 SETs in flight and by 20 to 28% for sequential SETs
 // (redis-benchmark). A slow disk therefore stalls the event loop for one
-// write now and then, not for every write. While the thread compacts, writes
-// stay queued, because a write at once would wait for the compaction's
-// database lock and SQLite's busy handler sleeps 1 ms or more.
+// write now and then, not for every write. A write on the thread counts
+// only its transaction, timed there. When the hand-over and the reply
+// counted too, writes stayed on the thread after a slow fsync. On a slow
+// VM, 12% of a leader's sequential writes then went to the thread, and 3% now.
+// While the thread compacts, writes stay queued, because a write at once
+// would wait for the compaction's database lock and SQLite's busy handler
+// sleeps 1 ms or more.
 
 import { LOG_WRITER_WORKER_URL } from "../worker-urls.ts";
 import { encodeWrites } from "./batch-codec.ts";
@@ -32,7 +36,9 @@ export const COMPLETED_SLOT = 0;
 export const FAILED_SLOT = 1;
 export const ERROR_LENGTH_SLOT = 2;
 export const CLOSED_SLOT = 3;
-export const ERROR_BYTES_OFFSET = 16;
+/** Duration of the newest finished batch's transaction, in microseconds. */
+export const WRITE_MICROS_SLOT = 4;
+export const ERROR_BYTES_OFFSET = 32;
 const SHARED_BYTES = 4096;
 
 /** How long drain() waits for the thread before it declares it stuck. */
@@ -51,7 +57,7 @@ export type WorkerRequest =
 export type WorkerReply = { type: "done"; seq: number } | { type: "compacted"; index: number } | { type: "failed"; message: string };
 
 export interface LogWriterHandlers {
-  /** Every batch up to `seq` is durable; the batch took `ms` from hand-over to commit. Called in order. */
+  /** Every batch up to `seq` is durable, and its transaction took `ms` on the thread. Called in order. */
   onDone: (seq: number, ms: number) => void;
   /** The stored log now starts after `index`. */
   onCompacted: (index: number) => void;
@@ -76,9 +82,7 @@ export class LogWriter {
   #queued: StorageWrite[] = [];
   #error: StorageError | null = null;
   #closed = false;
-  /** performance.now() when the batch in flight was handed over. */
-  #submittedAt = 0;
-  /** Duration of the newest finished write, in ms, wherever it was made. */
+  /** Duration of the newest finished write's transaction, in ms, wherever it was made. */
   #lastWriteMs = 0;
   /** Index the thread is compacting the stored log to, or 0 when it is not compacting. */
   #compactingTo = 0;
@@ -188,7 +192,6 @@ export class LogWriter {
     const writes = this.#queued;
     this.#queued = [];
     this.#submitted++;
-    this.#submittedAt = performance.now();
     const buffer = encodeWrites(writes);
     this.#post({ type: "write", seq: this.#submitted, buffer }, [buffer]);
   }
@@ -203,7 +206,7 @@ export class LogWriter {
   }
 
   #complete(seq: number): void {
-    const ms = performance.now() - this.#submittedAt;
+    const ms = Atomics.load(this.#shared, WRITE_MICROS_SLOT) / 1000;
     this.#lastWriteMs = ms;
     this.#completed = seq;
     if (this.#queued.length > 0) this.#submitQueued();

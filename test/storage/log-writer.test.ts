@@ -262,6 +262,32 @@ describe("log writer", () => {
     storage.close();
   });
 
+  test("late reply keeps inline writes", async () => {
+    const storage = newStorage();
+    const { writer, seen } = openWriter(storage, (write) => storage.write(write));
+    writer.drain();
+    // The caller is busy while the thread commits, so the reply is handled
+    // late. Only the transaction counts towards the next write's choice.
+    let index = 0;
+    let madeInline = false;
+    for (let attempt = 0; attempt < 20 && !madeInline; attempt++) {
+      const handedOver = performance.now();
+      const seq = writer.write(entriesWrite([command(++index, 1)]));
+      Bun.sleepSync(INLINE_WRITE_MAX_MS * 3);
+      await until(() => writer.isDone(seq), `write ${index}`);
+      expect(performance.now() - handedOver).toBeGreaterThan(INLINE_WRITE_MAX_MS);
+      if (seen.threadMs.at(-1)! >= INLINE_WRITE_MAX_MS) continue; // the disk itself was slow
+      const inlineBefore = seen.inline.length;
+      expect(writer.isDone(writer.write(entriesWrite([command(++index, 1)]), true))).toBe(true);
+      expect(seen.inline.length).toBe(inlineBefore + 1);
+      madeInline = true;
+    }
+    expect(madeInline).toBe(true);
+    writer.close();
+    expect(storage.load().entries.map((entry) => entry.index)).toEqual([...Array(index).keys()].map((i) => i + 1));
+    storage.close();
+  });
+
   test("compaction keeps writes on thread", async () => {
     const storage = newStorage();
     const { writer, seen } = openWriter(storage, (write) => storage.write(write));
