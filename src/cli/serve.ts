@@ -13,7 +13,7 @@ import { EchoNode } from "../node/node.ts";
 import { NODE_ID_PATTERN, NODE_ID_RULE } from "../node/member-rules.ts";
 import { restoreFromBackup } from "../node/snapshots.ts";
 import { DEFAULT_RAFT_CONFIG, validateRaftConfig, type RaftConfig } from "../raft/config.ts";
-import { parseConsistency, type Consistency } from "../server/commands.ts";
+import { parseConsistency, WRONG_CLUSTER_CODE, type Consistency } from "../server/commands.ts";
 import { RespServer } from "../server/server.ts";
 import { DATABASE_FILE, SqliteStorage, StorageError } from "../storage/sqlite.ts";
 import { checkListenable, parseHostPort } from "../transport/address.ts";
@@ -214,7 +214,14 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     }
   } else if (storage.clusterId() !== null) {
     mode = "recover";
-    if (settings.joinAddr) logger.info("node has cluster state; not joining again", { node: settings.nodeId, join_addr: settings.joinAddr });
+    if (settings.joinAddr) {
+      logger.info("node has cluster state; not joining again", { node: settings.nodeId, join_addr: settings.joinAddr });
+      const problem = await checkJoinTargetCluster(settings, storage.clusterId()!, logger);
+      if (problem !== null) {
+        storage.close();
+        throw new UsageError(problem);
+      }
+    }
   } else if (settings.joinAddr) {
     mode = "join";
   } else {
@@ -282,7 +289,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     await node.start();
     server.start();
     if (mode === "join") await joinCluster(node, settings, logger);
-    if (mode === "recover") void announceNewAddresses(node, settings, logger, () => stopping);
+    if (mode === "recover") void announceNewAddresses(node, settings, logger, () => stopping, (err) => fatal?.(err));
   } catch (err) {
     await stop().catch(() => {});
     throw err;
@@ -297,7 +304,13 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
  * leader turns into an address change, to --join-addr or else to each other
  * member in turn, once a second, until one accepts or the attempts run out.
  */
-async function announceNewAddresses(node: EchoNode, settings: ServeSettings, logger: Logger, stopped: () => boolean): Promise<void> {
+async function announceNewAddresses(
+  node: EchoNode,
+  settings: ServeSettings,
+  logger: Logger,
+  stopped: () => boolean,
+  onWrongCluster: (err: Error) => void,
+): Promise<void> {
   const recorded = node.member(settings.nodeId);
   if (!recorded || (recorded.raftAddr === settings.raftAddr && recorded.clientAddr === settings.clientAddr)) return;
   const fields = {
@@ -324,6 +337,11 @@ async function announceNewAddresses(node: EchoNode, settings: ServeSettings, log
         return;
       }
       lastError = reply.type === "error" ? reply.message : `unexpected reply ${JSON.stringify(reply)}`;
+      if (reply.type === "error" && reply.message.startsWith(`${WRONG_CLUSTER_CODE} `)) {
+        // The startup check could not reach --join-addr, which belongs to another cluster.
+        onWrongCluster(new Error(`${target} rejected this node: ${reply.message.slice(WRONG_CLUSTER_CODE.length + 1)}`));
+        return;
+      }
       // A definite rejection (such as an address in use) will not change by retrying.
       if (reply.type === "error" && lastError.startsWith("ERR ")) break;
     } catch (err) {
@@ -332,6 +350,40 @@ async function announceNewAddresses(node: EchoNode, settings: ServeSettings, log
     await Bun.sleep(1000);
   }
   if (!stopped()) logger.error("could not record this node's new addresses; peers still dial the old ones", { ...fields, error: lastError });
+}
+
+/**
+ * Returns the reason this node must not start, or null when it may. A node
+ * with data and a --join-addr of another cluster would otherwise serve
+ * clients as a separate cluster, on an address meant for that one. An
+ * unreachable --join-addr does not stop the node, because a restarted
+ * node recovers from its data directory alone.
+ */
+async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string, logger: Logger): Promise<string | null> {
+  const target = settings.joinAddr!;
+  let remoteId: string;
+  try {
+    const client = await RespClient.connect(target, { timeoutMs: 2000 });
+    try {
+      const reply = await client.command(["INFO", "server"], { timeoutMs: 3000 });
+      if (reply.type !== "bulk" || reply.value === null) throw new Error(`unexpected INFO reply of type ${reply.type}`);
+      remoteId = /^cluster_id:(.*)$/m.exec(reply.value.toString())?.[1]?.trim() ?? "";
+    } finally {
+      client.close();
+    }
+  } catch (err) {
+    logger.info("could not check the cluster of --join-addr; starting from the data directory", {
+      node: settings.nodeId,
+      join_addr: target,
+      error: errorMessage(err),
+    });
+    return null;
+  }
+  if (remoteId === "" || remoteId === clusterId) return null;
+  return (
+    `data directory ${settings.dataDir} belongs to cluster ${clusterId}, but --join-addr ${target} is a member of cluster ${remoteId}; ` +
+    "start this node with its own cluster's data directory, or with an empty --data-dir to join as a new member"
+  );
 }
 
 /**

@@ -32,6 +32,8 @@ export interface ServerLimits {
 export type Consistency = "local" | "lease" | "linearizable";
 
 export const CONSISTENCY_LEVELS: readonly Consistency[] = ["local", "lease", "linearizable"];
+/** Error code of JOIN for a node whose data belongs to another cluster. */
+export const WRONG_CLUSTER_CODE = "WRONGCLUSTER";
 
 export function parseConsistency(value: string): Consistency | null {
   const level = value.toLowerCase();
@@ -280,7 +282,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       // a --join-addr pointing at another cluster cannot add it there.
       if (clusterId !== undefined && text(clusterId) !== ctx.node.clusterId) {
         return error(
-          `ERR node ${text(id)} belongs to cluster ${text(clusterId)}, but this is cluster ${ctx.node.clusterId ?? "(none)"}; ` +
+          `${WRONG_CLUSTER_CODE} node ${text(id)} belongs to cluster ${text(clusterId)}, but this is cluster ${ctx.node.clusterId ?? "(none)"}; ` +
             "a node with data joins only its own cluster, so point --join-addr at one of its members or start it with an empty --data-dir",
         );
       }

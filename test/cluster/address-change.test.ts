@@ -88,7 +88,7 @@ describe("address change", () => {
   );
 
   clusterTest(
-    "node of another cluster is not added",
+    "node of another cluster stops",
     async () => {
       // A node of its own one-node cluster restarts on new addresses with a
       // --join-addr that points at another cluster by mistake.
@@ -100,9 +100,35 @@ describe("address change", () => {
       await cluster.kill(stranger, "SIGTERM");
       stranger.moveToNewPorts();
       stranger.joinAddr = member.clientAddr;
+      await cluster.start(stranger, "none");
+      expect(await stranger.exitWithin(15_000)).toBe(2);
+      expect(stranger.log()).toContain(`--join-addr ${member.clientAddr} is a member of cluster`);
+
+      const members = await membersByRaftAddr(cluster, member);
+      expect([...members.values()]).toEqual([member.id]);
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "other cluster met later stops the node",
+    async () => {
+      // The same mistake, but --join-addr is down when the node starts, so
+      // the node starts from its data and stops once the other cluster rejects it.
+      const cluster = new Cluster({ name: "other-cluster-later", tickMs: 20 });
+      const [member] = await cluster.startCluster(1);
+      const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
+      await cluster.start(stranger);
+      await cluster.waitForLeader([stranger]);
+      await cluster.kill(stranger, "SIGTERM");
+      await cluster.kill(member, "SIGTERM");
+      stranger.moveToNewPorts();
+      stranger.joinAddr = member.clientAddr;
       await cluster.start(stranger, "ping");
-      await stranger.waitForLog("could not record this node's new addresses", 20_000);
-      expect(stranger.log()).toContain("node node-x belongs to cluster");
+      await stranger.waitForLog("could not check the cluster of --join-addr", 10_000);
+      await cluster.start(member, "ping");
+      expect(await stranger.exitWithin(20_000)).toBe(70);
+      expect(stranger.log()).toContain(`${member.clientAddr} rejected this node: node node-x belongs to cluster`);
 
       const members = await membersByRaftAddr(cluster, member);
       expect([...members.values()]).toEqual([member.id]);
