@@ -177,7 +177,13 @@ function normalizeListenAddr(value: string, flag: string): string {
 }
 
 /** Starts a node and resolves once it is serving; the returned function stops it. */
-export async function runNode(settings: ServeSettings, logger: Logger): Promise<() => Promise<void>> {
+/** A running node: how to stop it, and a logger whose lines name the node and its term. */
+interface RunningNode {
+  stop: () => Promise<void>;
+  logger: Logger;
+}
+
+export async function runNode(settings: ServeSettings, logger: Logger): Promise<RunningNode> {
   if (existsSync(settings.dataDir) && !statSync(settings.dataDir).isDirectory()) {
     throw new UsageError(`invalid --data-dir ${settings.dataDir}: it exists and is not a directory`);
   }
@@ -188,6 +194,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   const storage = SqliteStorage.open(settings.dataDir, settings.nodeId);
   const self = { id: settings.nodeId, raftAddr: settings.raftAddr, clientAddr: settings.clientAddr };
   let mode: "recover" | "bootstrap" | "join";
+  let joinCheck: JoinTargetCheck | null = null;
   if (settings.restore !== null && (storage.clusterId() !== null || settings.joinAddr !== null)) {
     const message =
       storage.clusterId() !== null
@@ -215,19 +222,17 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   } else if (storage.clusterId() !== null) {
     mode = "recover";
     if (settings.joinAddr) {
-      logger.info("node has cluster state; not joining again", { node: settings.nodeId, join_addr: settings.joinAddr });
-      const problem = await checkJoinTargetCluster(settings, storage.clusterId()!, logger);
-      if (problem !== null) {
+      joinCheck = await checkJoinTargetCluster(settings, storage.clusterId()!);
+      if (joinCheck.problem !== null) {
         storage.close();
-        throw new UsageError(problem);
+        throw new UsageError(joinCheck.problem);
       }
     }
   } else if (settings.joinAddr) {
     mode = "join";
   } else {
     mode = "bootstrap";
-    const clusterId = EchoNode.bootstrap(storage, { ...self, voter: true, incarnation: storage.incarnation() });
-    logger.info("bootstrapped a new one-node cluster", { node: settings.nodeId, cluster: clusterId });
+    EchoNode.bootstrap(storage, { ...self, voter: true, incarnation: storage.incarnation() });
   }
 
   let fatal: ((err: Error) => void) | null = null;
@@ -246,11 +251,23 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     snapshotEntries: settings.snapshotEntries,
     snapshotLogBytes: settings.snapshotLogBytes,
   });
+  // From here on, every line names the node and its current term.
+  const nodeLogger = logger.with(() => ({ node: settings.nodeId, term: node.term }));
+  if (mode === "bootstrap" && settings.restore === null) nodeLogger.info("bootstrapped a new one-node cluster", { cluster: node.clusterId ?? "" });
+  if (mode === "recover" && settings.joinAddr) {
+    nodeLogger.info("node has cluster state; not joining again", { join_addr: settings.joinAddr });
+    if (joinCheck?.unreachable) {
+      nodeLogger.info("could not check the cluster of --join-addr; starting from the data directory", {
+        join_addr: settings.joinAddr,
+        error: joinCheck.unreachable,
+      });
+    }
+  }
   const server = new RespServer({
     listenAddr: settings.listenAddr,
     node,
     limits: { maxKeyBytes: settings.maxKeyBytes, maxValueBytes: settings.maxValueBytes },
-    logger: logger.with(() => ({ node: settings.nodeId })),
+    logger: nodeLogger,
     requestTimeoutMs: settings.requestTimeoutMs,
     retryDelayMs: settings.tickMs * 2,
     maxClients: settings.maxClients,
@@ -265,9 +282,9 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     if (node.role === "leader" && node.status().members.filter((member) => member.voter).length > 1) {
       try {
         const target = await node.transferLeadership(null);
-        logger.info("handed leadership over before stopping", { node: settings.nodeId, target });
+        nodeLogger.info("handed leadership over before stopping", { target });
       } catch (err) {
-        logger.warn("leadership transfer before stopping failed", { node: settings.nodeId, error: errorMessage(err) });
+        nodeLogger.warn("leadership transfer before stopping failed", { error: errorMessage(err) });
       }
     }
     // Replies still on their way from the new leader get a moment to arrive,
@@ -281,20 +298,20 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     await node.stop();
   };
   fatal = (err) => {
-    logger.error("node stopped after a fatal error", { node: settings.nodeId, error: err.message });
+    nodeLogger.error("node stopped after a fatal error", { error: err.message });
     process.exit(70);
   };
 
   try {
     await node.start();
     server.start();
-    if (mode === "join") await joinCluster(node, settings, logger);
-    if (mode === "recover") void announceNewAddresses(node, settings, logger, () => stopping, (err) => fatal?.(err));
+    if (mode === "join") await joinCluster(node, settings, nodeLogger);
+    if (mode === "recover") void announceNewAddresses(node, settings, nodeLogger, () => stopping, (err) => fatal?.(err));
   } catch (err) {
     await stop().catch(() => {});
     throw err;
   }
-  return stop;
+  return { stop, logger: nodeLogger };
 }
 
 /**
@@ -314,7 +331,6 @@ async function announceNewAddresses(
   const recorded = node.member(settings.nodeId);
   if (!recorded || (recorded.raftAddr === settings.raftAddr && recorded.clientAddr === settings.clientAddr)) return;
   const fields = {
-    node: settings.nodeId,
     raft_addr: settings.raftAddr,
     previous_raft_addr: recorded.raftAddr,
     client_addr: settings.clientAddr,
@@ -352,14 +368,21 @@ async function announceNewAddresses(
   if (!stopped()) logger.error("could not record this node's new addresses; peers still dial the old ones", { ...fields, error: lastError });
 }
 
+/** Outcome of asking --join-addr for its cluster before a restart. */
+interface JoinTargetCheck {
+  /** Reason this node must not start, or null when it may. */
+  problem: string | null;
+  /** Error that kept --join-addr from replying, or null when it replied. */
+  unreachable: string | null;
+}
+
 /**
- * Returns the reason this node must not start, or null when it may. A node
- * with data and a --join-addr of another cluster would otherwise serve
- * clients as a separate cluster, on an address meant for that one. An
- * unreachable --join-addr does not stop the node, because a restarted
- * node recovers from its data directory alone.
+ * Requests the cluster id of --join-addr. A node with data and a --join-addr of
+ * another cluster would otherwise serve clients as a separate cluster, on an
+ * address meant for that one. An unreachable --join-addr does not stop the
+ * node, because a restarted node recovers from its data directory alone.
  */
-async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string, logger: Logger): Promise<string | null> {
+async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string): Promise<JoinTargetCheck> {
   const target = settings.joinAddr!;
   let remoteId: string;
   try {
@@ -372,18 +395,13 @@ async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string
       client.close();
     }
   } catch (err) {
-    logger.info("could not check the cluster of --join-addr; starting from the data directory", {
-      node: settings.nodeId,
-      join_addr: target,
-      error: errorMessage(err),
-    });
-    return null;
+    return { problem: null, unreachable: errorMessage(err) };
   }
-  if (remoteId === "" || remoteId === clusterId) return null;
-  return (
+  if (remoteId === "" || remoteId === clusterId) return { problem: null, unreachable: null };
+  const problem =
     `data directory ${settings.dataDir} belongs to cluster ${clusterId}, but --join-addr ${target} is a member of cluster ${remoteId}; ` +
-    "start this node with its own cluster's data directory, or with an empty --data-dir to join as a new member"
-  );
+    "start this node with its own cluster's data directory, or with an empty --data-dir to join as a new member";
+  return { problem, unreachable: null };
 }
 
 /**
@@ -415,7 +433,7 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
       if (joined) {
         const { clusterId, members } = joined;
         node.setClusterId(clusterId, members);
-        logger.info("joined cluster", { node: settings.nodeId, cluster: clusterId, via: target, attempts: attempt });
+        logger.info("joined cluster", { cluster: clusterId, via: target, attempts: attempt });
         return;
       }
       const message = reply.type === "error" ? reply.message : `unexpected reply ${JSON.stringify(reply)}`;
@@ -432,7 +450,7 @@ async function joinCluster(node: EchoNode, settings: ServeSettings, logger: Logg
         lastError += `; check that ${target} is a member's client address, not its raft address`;
       }
     }
-    if (attempt === 1) logger.warn("join attempt failed; retrying", { node: settings.nodeId, via: target, error: lastError });
+    if (attempt === 1) logger.warn("join attempt failed; retrying", { via: target, error: lastError });
     await Bun.sleep(Math.min(1000, 100 * attempt));
   }
   throw new UsageError(`could not join the cluster via ${target} within ${settings.joinTimeoutMs} ms: ${lastError}`);
@@ -458,15 +476,15 @@ export const serveCommand = defineCommand({
     rejectUnknownFlags(rawArgs, serveArgs, "serve");
     const settings = parseServeFlags(args as unknown as ServeFlags);
     const logger = createLogger(settings.logLevel);
-    let stop: () => Promise<void>;
+    let running: RunningNode;
     try {
-      stop = await runNode(settings, logger);
+      running = await runNode(settings, logger);
     } catch (err) {
       if (err instanceof StorageError) throw new UsageError(err.message);
       throw err;
     }
-    logger.info("serving", {
-      node: settings.nodeId,
+    const { stop, logger: nodeLogger } = running;
+    nodeLogger.info("serving", {
       client_addr: settings.clientAddr,
       raft_addr: settings.raftAddr,
       data_dir: settings.dataDir,
@@ -479,7 +497,7 @@ export const serveCommand = defineCommand({
       const shutdown = (signal: string) => {
         if (stopping) return;
         stopping = true;
-        logger.info("shutting down", { node: settings.nodeId, signal });
+        nodeLogger.info("shutting down", { signal });
         stop().finally(resolve);
       };
       process.once("SIGINT", () => shutdown("SIGINT"));

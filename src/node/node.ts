@@ -325,7 +325,7 @@ export class EchoNode {
       nodeId: this.id,
       listenAddr: this.#options.raftAddr,
       clusterId: () => this.#clusterId,
-      logger: this.#options.logger.with(() => ({ node: this.id })),
+      logger: this.#options.logger.with(() => ({ node: this.id, term: this.#core.term })),
       onMessage: (message) => this.#onMessage(message),
       onRemoved: (peer) => this.#onToldRemoved(peer),
     });
@@ -431,6 +431,10 @@ export class EchoNode {
 
   get role(): Role {
     return this.#core.role;
+  }
+
+  get term(): number {
+    return this.#core.term;
   }
 
   /** Number of proposals (writes and membership changes) waiting to be applied. */

@@ -477,10 +477,14 @@ export class SnapshotTransfers {
  */
 export async function restoreFromBackup(storage: SqliteStorage, dataDir: string, backup: string, self: Member, logger: Logger): Promise<string> {
   const started = performance.now();
-  const progress = new ProgressLog((percent) => logger.info("reading backup", { backup, percent }));
+  // The new cluster takes the backup's term, known once its header is read.
+  let term = 0;
+  const log = logger.with(() => ({ node: self.id, term }));
+  const progress = new ProgressLog((percent) => log.info("reading backup", { backup, percent }));
   const { header, store, info } = await loadSnapshotFile(backup, (done, total) => progress.update(done, total));
+  term = header.lastTerm;
   const meta: SnapshotMeta = { lastIndex: header.lastIndex, lastTerm: header.lastTerm, members: [{ ...self, voter: true }] };
-  const snapshots = new SnapshotStore(dataDir, storage, logger);
+  const snapshots = new SnapshotStore(dataDir, storage, log);
   const file = snapshotFileName(meta);
   const target = snapshots.path(file);
   copyFileSync(backup, `${target}.tmp`);
@@ -499,8 +503,7 @@ export async function restoreFromBackup(storage: SqliteStorage, dataDir: string,
     { meta, file, bytes: info.bytes, checksum: info.checksum },
     { term: header.lastTerm, votedFor: null, commitIndex: header.lastIndex },
   );
-  logger.info("restored a new one-node cluster from a backup", {
-    node: self.id,
+  log.info("restored a new one-node cluster from a backup", {
     cluster: clusterId,
     backup,
     index: header.lastIndex,

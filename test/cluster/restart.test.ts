@@ -81,6 +81,14 @@ describe("restart with --join-addr", () => {
       expect(describeReply(await cluster.command(newLeader, ["SET", "j", "2"]))).toBe("OK");
       for (const node of four) await cluster.waitForValue(node, "j", "2");
       for (const node of four) expect(fatalLines(node)).toEqual([]);
+
+      // A graceful stop adds its lines too. Every line names its node and term.
+      await cluster.kill(newLeader, "SIGTERM");
+      for (const node of four) {
+        const lines = node.log().split("\n").filter((line) => / (INFO|WARN|ERROR) /.test(line));
+        expect(lines.length).toBeGreaterThan(3);
+        expect(lines.filter((line) => !line.includes(` node=${node.id} `) || !/ term=\d+/.test(line))).toEqual([]);
+      }
     },
     60_000,
   );
