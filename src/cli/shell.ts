@@ -1,13 +1,17 @@
 // Interactive RESP shell and one-shot command runner, in the manner of redis-cli.
 
 import { createInterface } from "node:readline";
+import type { Socket } from "bun";
 import { formatReply, parseHostPort, RespClient, RespClientError } from "../client/client.ts";
-import { splitCommandLine } from "../protocol/resp.ts";
+import { encodeCommand, RespReplyParser, splitCommandLine } from "../protocol/resp.ts";
 import type { RespValue } from "../protocol/resp.ts";
 import { formatCommandHelp } from "./command-help.ts";
 
 /** Command that sets the connection's GET consistency, sent after each connect when `consistency` is set. */
 export const CONSISTENCY_COMMAND = "CONSISTENCY";
+
+/** Commands after which the server pushes messages, which the shell reads on a connection of their own. */
+const SUBSCRIBE_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe"]);
 
 /** Streams the shell reads and writes. The defaults are the process's stdin, stdout and stderr. */
 export interface ShellStreams {
@@ -179,8 +183,10 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
     historySize: 1000,
     prompt: "> ",
   });
-  // Ctrl-C at the prompt ends the shell like Ctrl-D, as in redis-cli.
-  lines.on("SIGINT", () => lines.close());
+  // Ctrl-C at the prompt ends the shell like Ctrl-D, as in redis-cli. During
+  // a subscription it ends only the subscription.
+  let stopSubscription: (() => void) | null = null;
+  lines.on("SIGINT", () => (stopSubscription ? stopSubscription() : lines.close()));
 
   let failed = false;
   try {
@@ -194,8 +200,16 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
         const name = args[0].toString("utf8").toLowerCase();
         if (args.length === 1 && (name === "quit" || name === "exit")) break;
         // No server command is named HELP, so the shell handles it, as redis-cli does.
-        if (args.length === 1 && name === "help") await writeLine(streams.output, formatCommandHelp());
-        else if (!(await runShellCommand(session, args, streams))) failed = true;
+        if (args.length === 1 && name === "help") {
+          await writeLine(streams.output, formatCommandHelp());
+        } else if (SUBSCRIBE_COMMANDS.has(name)) {
+          const stopped = new Promise<void>((resolve) => (stopSubscription = resolve));
+          const subscribed = await runSubscription(addr, args, streams, stopped, interactive);
+          stopSubscription = null;
+          if (!subscribed) failed = true;
+        } else if (!(await runShellCommand(session, args, streams))) {
+          failed = true;
+        }
       }
       if (interactive) lines.prompt();
     }
@@ -219,6 +233,69 @@ async function runShellCommand(session: ShellSession, args: Buffer[], streams: S
 }
 
 /**
+ * Sends a SUBSCRIBE command on a connection of its own and prints every
+ * reply that follows: the confirmation, then each message, as redis-cli
+ * does. RespClient matches every reply to a command it sent, so it cannot
+ * read pushed messages. Ends when `stopped` resolves (Ctrl-C) or the server
+ * closes the connection. Returns false when the connection failed or the
+ * server rejected the command.
+ */
+async function runSubscription(addr: string, args: Buffer[], streams: ShellStreams, stopped: Promise<void>, interactive: boolean): Promise<boolean> {
+  const parser = new RespReplyParser();
+  let confirmed = false;
+  let rejected = false;
+  let closedByShell = false;
+  let printing = Promise.resolve();
+  let socket: Socket<undefined>;
+  let closed!: () => void;
+  const done = new Promise<void>((resolve) => (closed = resolve));
+  try {
+    const { host, port } = parseHostPort(addr);
+    socket = await Bun.connect({
+      hostname: host,
+      port,
+      socket: {
+        data(connection, data) {
+          parser.push(data);
+          for (let result = parser.next(); result.kind !== "incomplete"; result = parser.next()) {
+            if (result.kind === "error") {
+              printing = printing.then(() => writeLine(streams.errorOutput, `invalid reply from ${addr}: ${result.message}`));
+              rejected = !confirmed;
+              connection.end();
+              return;
+            }
+            const reply = result.value;
+            const first = !confirmed && !rejected;
+            if (first && reply.type === "error") rejected = true;
+            else confirmed = true;
+            printing = printing.then(() => writeLine(reply.type === "error" ? streams.errorOutput : streams.output, formatReply(reply)));
+            if (first && confirmed && interactive) {
+              printing = printing.then(() => writeLine(streams.errorOutput, "Reading messages... (press Ctrl-C to stop)"));
+            }
+            if (rejected) connection.end();
+          }
+        },
+        close: () => closed(),
+        error: () => closed(),
+        connectError: () => {},
+      },
+    });
+  } catch (err) {
+    await writeLine(streams.errorOutput, `could not connect to ${addr}: ${errorText(err)}. The shell retries on the next command.`);
+    return false;
+  }
+  socket.write(encodeCommand(args));
+  void stopped.then(() => {
+    closedByShell = true;
+    socket.end();
+  });
+  await done;
+  await printing;
+  if (confirmed && !closedByShell) await writeLine(streams.errorOutput, `${addr} closed the subscription`);
+  return confirmed;
+}
+
+/**
  * Runs one command and prints its reply: to stdout on success, to stderr for
  * an error reply or a failure. Returns 1 on an error reply, connection failure,
  * timeout or invalid address, and 0 otherwise.
@@ -229,10 +306,16 @@ export async function runOneShot(
   streams?: Partial<ShellStreams>,
   consistency?: string,
 ): Promise<number> {
-  const { output, errorOutput } = resolveStreams(streams);
+  const resolved = resolveStreams(streams);
+  const { output, errorOutput } = resolved;
   if (args.length === 0) {
     await writeLine(errorOutput, "missing command: pass the command and its arguments, for example: GET key");
     return 1;
+  }
+  if (SUBSCRIBE_COMMANDS.has(args[0].toLowerCase())) {
+    // Messages stream until Ctrl-C, as with redis-cli.
+    const stopped = new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
+    return (await runSubscription(addr, args.map((arg) => Buffer.from(arg)), resolved, stopped, false)) ? 0 : 1;
   }
 
   let client: RespClient;

@@ -65,6 +65,13 @@ async function handleCommand(socket: Socket<Connection>, args: Buffer[], log: st
       return;
     case "GARBAGE":
       return writeReply(socket, Buffer.from("?garbage\r\n"));
+    case "SUBSCRIBE":
+      // A confirmation and two messages, then the server ends the subscription.
+      writeReply(socket, array([bulk("subscribe"), bulk(words[1]), integer(1)]));
+      writeReply(socket, array([bulk("message"), bulk(words[1]), bulk("first")]));
+      writeReply(socket, array([bulk("message"), bulk(words[1]), bulk("second")]));
+      socket.end();
+      return;
     case "CONSISTENCY":
       return writeReply(socket, words[1] === "linearizable" ? simpleString("OK") : error("ERR unknown consistency level"));
     default:
@@ -398,6 +405,22 @@ describe("shell", () => {
     const streams = shellStreams(["PING"]);
     expect(await runShell(server.addr, { streams, consistency: "bogus" })).toBe(1);
     expect(streams.errorOutput.text).toContain('rejected consistency level "bogus"');
+  });
+
+  test("prints subscription messages", async () => {
+    const streams = shellStreams(["SUBSCRIBE news", "ECHO after"]);
+    expect(await runShell(server.addr, { streams })).toBe(0);
+    const confirmation = '1) "subscribe"\n2) "news"\n3) (integer) 1\n';
+    const messages = '1) "message"\n2) "news"\n3) "first"\n1) "message"\n2) "news"\n3) "second"\n';
+    expect(streams.output.text).toBe(`${confirmation}${messages}after\n`);
+    expect(streams.errorOutput.text).toBe(`${server.addr} closed the subscription\n`);
+  });
+
+  test("rejected subscription fails line", async () => {
+    const streams = shellStreams(["PSUBSCRIBE news*", "ECHO after"]);
+    expect(await runShell(server.addr, { streams })).toBe(1);
+    expect(streams.output.text).toBe("after\n");
+    expect(streams.errorOutput.text).toBe("(error) ERR unknown command 'PSUBSCRIBE'\n");
   });
 
   test("invalid address exits 1", async () => {

@@ -2,7 +2,7 @@
 // status, and the shell fed through a pipe and through a pseudo-terminal.
 
 import { describe, expect } from "bun:test";
-import { Cluster, clusterTest, freePort, installClusterHooks, requireBinary, runEchokv, runProgram, sharedFixture } from "../support/cluster.ts";
+import { Cluster, clusterTest, freePort, installClusterHooks, requireBinary, runEchokv, runProgram, sharedFixture, track, waitFor } from "../support/cluster.ts";
 
 installClusterHooks();
 
@@ -33,6 +33,40 @@ describe("help", () => {
       }
     },
     30_000,
+  );
+});
+
+describe("cli subscription", () => {
+  clusterTest(
+    "SUBSCRIBE streams events until Ctrl-C",
+    async () => {
+      const cluster = new Cluster({ name: "cli-subscribe", tickMs: 20 });
+      const [first] = await cluster.startCluster(1);
+      const proc = Bun.spawn([requireBinary(), "cli", "--connect", first.clientAddr, "SUBSCRIBE", "cluster-events"], {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      track(proc);
+      let stdout = "";
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of proc.stdout) stdout += decoder.decode(chunk, { stream: true });
+      })();
+      try {
+        await waitFor("the subscription to be confirmed", () => stdout.includes('"subscribe"'), { timeoutMs: 10_000 });
+        // A second member joins: the node publishes the membership change.
+        await cluster.start(cluster.addNode({ joinAddr: first.clientAddr }));
+        await waitFor("a membership event", () => stdout.includes("membership_changed"), { timeoutMs: 10_000 });
+        proc.kill("SIGINT");
+        expect(await proc.exited).toBe(0);
+        await reading;
+        expect(stdout).toContain('2) "cluster-events"');
+      } finally {
+        proc.kill("SIGKILL");
+      }
+    },
+    60_000,
   );
 });
 

@@ -44,7 +44,8 @@ process.on("exit", () => {
   }
 });
 
-function track(proc: Subprocess): void {
+/** Registers a spawned process, so that the hooks kill it by PID if a test leaves it running. */
+export function track(proc: Subprocess): void {
   livePids.add(proc.pid);
   proc.exited.then(() => livePids.delete(proc.pid));
 }
