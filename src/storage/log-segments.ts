@@ -11,8 +11,13 @@
 //
 // So rows at or below the compaction point stay in the oldest segment until
 // the whole segment lies below it. Readers skip them.
+//
+// Each row carries a CRC-32 of its index, term, kind, data and members, and
+// every read checks it: SQLite's own checks find damaged pages, not changed
+// bytes inside a value. Rows written before the column existed have none.
 
 import type { Database, Statement } from "bun:sqlite";
+import { crc32 } from "node:zlib";
 import { KIND_CODES, KINDS_BY_CODE } from "../raft/types.ts";
 import type { Entry, Member } from "../raft/types.ts";
 import { StorageError } from "./errors.ts";
@@ -38,9 +43,37 @@ interface EntryRow {
   kind: number;
   data: Uint8Array;
   members: string | null;
+  crc: number | null;
 }
 
-const ENTRY_COLUMNS = "idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL, members TEXT";
+const ENTRY_COLUMNS = "idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL, members TEXT, crc INTEGER";
+
+type InsertStatement = Statement<unknown, [number, number, number, Uint8Array, string | null, number]>;
+
+/** Index, term and kind of the entry being checksummed, ahead of its data. */
+const checksumHeaderBytes = new Uint8Array(17);
+const checksumHeader = new DataView(checksumHeaderBytes.buffer);
+const textEncoder = new TextEncoder();
+
+/** Returns the CRC-32 of a stored row's index, term, kind, data and members text. */
+function rowChecksum(index: number, term: number, kind: number, data: Uint8Array, members: string | null): number {
+  checksumHeader.setFloat64(0, index);
+  checksumHeader.setFloat64(8, term);
+  checksumHeader.setUint8(16, kind);
+  let crc = crc32(checksumHeaderBytes, 0);
+  crc = crc32(data, crc);
+  if (members !== null) crc = crc32(textEncoder.encode(members), crc);
+  return crc >>> 0;
+}
+
+/** Adds the checksum column to segments created before it existed. Call it inside a transaction. */
+export function addChecksumColumns(db: Database): void {
+  const ids = db.query<{ id: number }, []>("SELECT id FROM log_segments").all();
+  for (const { id } of ids) {
+    const columns = db.query<{ name: string }, []>(`PRAGMA table_info(${tableName(id)})`).all();
+    if (columns.length > 0 && !columns.some((column) => column.name === "crc")) db.exec(`ALTER TABLE ${tableName(id)} ADD COLUMN crc INTEGER`);
+  }
+}
 
 /** Creates the segment list when missing. */
 export function createSegmentList(db: Database): void {
@@ -71,7 +104,7 @@ export class SegmentedLog {
   readonly #addSegment: Statement<unknown, [number, number]>;
   readonly #removeSegment: Statement<unknown, [number]>;
   /** Prepared insert into the newest segment this connection wrote to. */
-  #insert: { id: number; statement: Statement<unknown, [number, number, number, Uint8Array, string | null]> } | null = null;
+  #insert: { id: number; statement: InsertStatement } | null = null;
   /** Entry bytes this connection wrote to segment `id`. */
   #written = { id: 0, bytes: 0 };
 
@@ -99,7 +132,8 @@ export class SegmentedLog {
       if (segment === null || this.#isFull(segment, entry.index)) segment = this.#startSegment(segment, entry.index);
       const insert = this.#insertInto(segment.id);
       const members = entry.members ? JSON.stringify(entry.members) : null;
-      insert.run(entry.index, entry.term, KIND_CODES[entry.kind], entry.data, members);
+      const kind = KIND_CODES[entry.kind];
+      insert.run(entry.index, entry.term, kind, entry.data, members, rowChecksum(entry.index, entry.term, kind, entry.data, members));
       this.#written.bytes += entry.data.byteLength;
     }
   }
@@ -140,7 +174,7 @@ export class SegmentedLog {
     const entries: Entry[] = [];
     for (const segment of this.#segments.all()) {
       const rows = this.#db
-        .query<EntryRow, [number]>(`SELECT idx, term, kind, data, members FROM ${tableName(segment.id)} WHERE idx > ? ORDER BY idx`)
+        .query<EntryRow, [number]>(`SELECT idx, term, kind, data, members, crc FROM ${tableName(segment.id)} WHERE idx > ? ORDER BY idx`)
         .all(baseIndex);
       for (const row of rows) entries.push(rowToEntry(row));
     }
@@ -174,11 +208,11 @@ export class SegmentedLog {
     return segment;
   }
 
-  #insertInto(id: number): Statement<unknown, [number, number, number, Uint8Array, string | null]> {
+  #insertInto(id: number): InsertStatement {
     if (this.#insert?.id !== id) {
       this.#insert?.statement.finalize();
-      const statement = this.#db.prepare<unknown, [number, number, number, Uint8Array, string | null]>(
-        `INSERT OR REPLACE INTO ${tableName(id)} (idx, term, kind, data, members) VALUES (?, ?, ?, ?, ?)`,
+      const statement: InsertStatement = this.#db.prepare(
+        `INSERT OR REPLACE INTO ${tableName(id)} (idx, term, kind, data, members, crc) VALUES (?, ?, ?, ?, ?, ?)`,
       );
       this.#insert = { id, statement };
       if (this.#written.id !== id) this.#written = { id, bytes: 0 };
@@ -201,6 +235,15 @@ function tableName(id: number): string {
 }
 
 function rowToEntry(row: EntryRow): Entry {
+  if (row.crc !== null) {
+    const computed = rowChecksum(row.idx, row.term, row.kind, row.data, row.members);
+    if (computed !== row.crc) {
+      throw new StorageError(
+        `log entry ${row.idx} is corrupt: its stored checksum is ${row.crc}, but its contents give ${computed}; ` +
+          "restore the data directory from a backup, or wipe it and re-add the node to the cluster",
+      );
+    }
+  }
   const kind = KINDS_BY_CODE[row.kind];
   if (kind === undefined) throw new StorageError(`log entry ${row.idx} has unknown kind ${row.kind}`);
   const entry: Entry = { index: row.idx, term: row.term, kind, data: new Uint8Array(row.data) };

@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { join } from "node:path";
 import type { Entry, HardState, Member, SnapshotMeta } from "../raft/types.ts";
 import { StorageError } from "./errors.ts";
-import { createSegmentList, migrateSingleLogTable, SegmentedLog } from "./log-segments.ts";
+import { addChecksumColumns, createSegmentList, migrateSingleLogTable, SegmentedLog } from "./log-segments.ts";
 
 export { StorageError };
 
@@ -149,6 +149,8 @@ export class SqliteStorage {
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
       }).immediate();
     }
+    // A new nullable column: builds without it still read and write these tables.
+    this.#db.transaction(() => addChecksumColumns(this.#db)).immediate();
     if (storedNode === null) {
       this.#db.transaction(() => {
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));

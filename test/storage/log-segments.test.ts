@@ -2,6 +2,7 @@
 // the newest is full, and truncation drops whole segments above the cut.
 // Compaction drops the segments below the compaction point, one per step. A
 // database written by schema version 1, with one `log` table, keeps every entry.
+// A changed byte inside a stored entry fails the load with its index.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -276,6 +277,64 @@ describe("schema version 1", () => {
     storage.write(entriesWrite([command(301, 4)]));
     expect(storedIndexes(storage)).toEqual([301]);
     storage.close();
+  });
+});
+
+describe("checksums", () => {
+  /** Writes entries 1 to 20, closes the storage and returns its directory. */
+  function storedLog(): string {
+    const dir = newDir();
+    const storage = SqliteStorage.open(dir, "node-1");
+    storage.write(entriesWrite(commands(1, 20)));
+    storage.close();
+    return dir;
+  }
+
+  /** Runs `sql` on the database in `dir` through a connection of its own. */
+  function tamper(dir: string, sql: string): void {
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec(sql);
+    db.close();
+  }
+
+  function loadError(dir: string): string {
+    const storage = SqliteStorage.open(dir, "node-1");
+    try {
+      storage.load();
+      return "loaded";
+    } catch (err) {
+      expect(err).toBeInstanceOf(StorageError);
+      return (err as Error).message;
+    } finally {
+      storage.close();
+    }
+  }
+
+  test("intact log loads", () => {
+    const dir = storedLog();
+    expect(loadError(dir)).toBe("loaded");
+  });
+
+  test("changed data fails the load", () => {
+    const dir = storedLog();
+    // Same length, one byte different: SQLite's integrity check still passes.
+    tamper(dir, "UPDATE log_1 SET data = X'00' || substr(data, 2) WHERE idx = 7");
+    const message = loadError(dir);
+    expect(message).toContain("log entry 7 is corrupt");
+    expect(message).toContain("restore the data directory from a backup");
+  });
+
+  test("changed term fails the load", () => {
+    const dir = storedLog();
+    tamper(dir, "UPDATE log_1 SET term = 9 WHERE idx = 12");
+    expect(loadError(dir)).toContain("log entry 12 is corrupt");
+  });
+
+  test("rows without a checksum load", () => {
+    // Rows written by builds before the checksum column have none.
+    const dir = storedLog();
+    tamper(dir, "UPDATE log_1 SET crc = NULL, data = X'00' || substr(data, 2) WHERE idx = 7");
+    expect(loadError(dir)).toBe("loaded");
   });
 });
 
