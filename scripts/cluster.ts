@@ -1,6 +1,7 @@
 // Starts a local three-node cluster from dist/echokv: client ports 5379-5381,
 // Raft ports 15379-15381, data under ./data. Ctrl+C stops all three.
-// Usage: bun scripts/cluster.ts [--nodes N] [--base-port 5379] [--data DIR]
+// Usage: bun scripts/cluster.ts [--nodes N] [--base-port 5379] [--raft-base-port PORT] [--data DIR]
+// The Raft ports start at --raft-base-port, by default 10,000 above --base-port.
 
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -12,6 +13,7 @@ const { values } = parseArgs({
   options: {
     nodes: { type: "string", default: "3" },
     "base-port": { type: "string", default: "5379" },
+    "raft-base-port": { type: "string" },
     data: { type: "string", default: "data" },
   },
 });
@@ -22,8 +24,18 @@ if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 9) {
   console.error(`invalid --nodes "${values.nodes}": expected 1 to 9`);
   process.exit(2);
 }
-if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65535 - 10_000 - nodeCount) {
-  console.error(`invalid --base-port "${values["base-port"]}": expected 1024 to ${65535 - 10_000 - nodeCount}`);
+const explicitRaftPort = values["raft-base-port"] !== undefined;
+if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65535 - (explicitRaftPort ? 0 : 10_000) - nodeCount) {
+  console.error(`invalid --base-port "${values["base-port"]}": expected 1024 to ${65535 - (explicitRaftPort ? 0 : 10_000) - nodeCount}`);
+  process.exit(2);
+}
+const raftBasePort = explicitRaftPort ? Number(values["raft-base-port"]) : basePort + 10_000;
+if (!Number.isInteger(raftBasePort) || raftBasePort < 1024 || raftBasePort > 65535 - nodeCount) {
+  console.error(`invalid --raft-base-port "${values["raft-base-port"]}": expected 1024 to ${65535 - nodeCount}`);
+  process.exit(2);
+}
+if (Math.abs(raftBasePort - basePort) < nodeCount) {
+  console.error(`--raft-base-port ${raftBasePort} overlaps the client ports ${basePort} to ${basePort + nodeCount - 1}; choose ports at least ${nodeCount} apart`);
   process.exit(2);
 }
 
@@ -63,7 +75,7 @@ function startNode(index: number, joinPort: number | null): void {
     "serve",
     "--node-id", id,
     "--listen-addr", `127.0.0.1:${basePort + index}`,
-    "--raft-addr", `127.0.0.1:${basePort + 10_000 + index}`,
+    "--raft-addr", `127.0.0.1:${raftBasePort + index}`,
     "--data-dir", dataDirOf(index),
   ];
   if (joinPort !== null) args.push("--join-addr", `127.0.0.1:${joinPort}`);

@@ -22,11 +22,11 @@ function portIsFree(port: number): boolean {
   }
 }
 
-/** Picks a base port whose three client ports and three raft ports (10,000 above) are free. */
-function freeBasePort(): number {
+/** Picks a base port whose three client ports and three raft ports (`raftOffset` above) are free. */
+function freeBasePort(raftOffset = 10_000): number {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 21_000 + Math.floor(Math.random() * 8_000);
-    const ports = [0, 1, 2].flatMap((i) => [base + i, base + 10_000 + i]);
+    const ports = [0, 1, 2].flatMap((i) => [base + i, base + raftOffset + i]);
     if (ports.every(portIsFree)) return base;
   }
   throw new Error("no free base port found in 50 attempts");
@@ -37,8 +37,9 @@ function freeBasePort(): number {
  * calls `whileRunning`, then stops it with SIGINT and checks that it exited
  * 0 and freed its client ports. Returns the script's stdout and stderr.
  */
-async function runScript(base: number, data: string, whileRunning: () => Promise<void>): Promise<string> {
-  const script = Bun.spawn([process.execPath, SCRIPT, "--base-port", String(base), "--data", data], { stdout: "pipe", stderr: "pipe" });
+async function runScript(base: number, data: string, whileRunning: () => Promise<void>, extraArgs: string[] = []): Promise<string> {
+  const argv = [process.execPath, SCRIPT, "--base-port", String(base), "--data", data, ...extraArgs];
+  const script = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
   const stderr = new Response(script.stderr).text();
   try {
     const reader = script.stdout.getReader();
@@ -83,12 +84,16 @@ describe("cluster script", () => {
   clusterTest(
     "starts, serves and stops",
     async () => {
-      const base = freeBasePort();
+      // Raft ports 5 above the client ports, set with --raft-base-port.
+      const base = freeBasePort(5);
       const data = mkdtempSync(join(tmpdir(), "echokv-script-"));
       try {
-        await runScript(base, data, async () => {
+        const whileRunning = async () => {
           expect((await sendCommand(`127.0.0.1:${base + 2}`, ["SET", "through_script", "1"], 10_000)).type).toBe("simple");
-        });
+          const info = await sendCommand(`127.0.0.1:${base + 2}`, ["INFO", "server"], 10_000);
+          expect(info.type === "bulk" ? info.value?.toString("utf8") : "").toContain(`raft_addr:127.0.0.1:${base + 7}`);
+        };
+        await runScript(base, data, whileRunning, ["--raft-base-port", String(base + 5)]);
       } finally {
         rmSync(data, { recursive: true, force: true });
       }
