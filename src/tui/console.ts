@@ -213,10 +213,17 @@ export class TuiConsole {
     // The table takes what it needs but leaves 8 rows to the event and results panes. Scroll mode scrolls the rest.
     const maxHeight = Math.max(4, screenHeight - 1 - 3 - 8);
     const height = Math.min(lines.length + 2, maxHeight);
+    const resized = height !== Number(this.#members.height);
     this.#members.height = height;
     this.#members.setContent(lines.join("\n"));
     this.#events.top = 1 + height;
     this.#results.top = 1 + height;
+    // A taller table shortens the panes below it, which would hide their
+    // newest lines. A pane that the operator is scrolling stays where it is.
+    if (!resized) return;
+    for (const name of ["events", "results"] as const) {
+      if (this.#mode !== "scroll" || this.#scrollPane !== name) this.#pane(name).setScrollPerc(100);
+    }
   }
 
   #appendEvents(): void {
@@ -281,8 +288,12 @@ export class TuiConsole {
     if (key.name === "return") return;
     if (!this.#help.hidden) {
       this.#help.hide();
-      this.#render();
-      return;
+      // A key typed to close the help also goes to the command line, so
+      // typing right away loses nothing. Escape, Enter, ? and q only close it.
+      if (!isPrintable(ch, key) || ch === "?" || ch === "q") {
+        this.#render();
+        return;
+      }
     }
     if (this.#mode === "command") this.#onCommandKey(ch, key);
     else this.#onScrollKey(ch, key);

@@ -243,6 +243,12 @@ describe("echokv tui", () => {
     await waitForScreen(MAIN_SESSION, "the help", (text) => text.includes("Press any key to close this help."));
     type(MAIN_SESSION, "", "Escape");
     await waitForScreen(MAIN_SESSION, "the help to close", (text) => !text.includes("Press any key to close this help."));
+
+    // A letter typed at the open help closes it and stays on the command line.
+    type(MAIN_SESSION, "?");
+    await waitForScreen(MAIN_SESSION, "the help again", (text) => text.includes("Press any key to close this help."));
+    type(MAIN_SESSION, "PING", "Enter");
+    await waitForScreen(MAIN_SESSION, "the PING reply", (text) => text.includes("> PING") && /│PONG\s/.test(text));
   }, 20_000);
 
   test("scroll mode and back", async () => {
