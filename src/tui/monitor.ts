@@ -109,6 +109,8 @@ export class ClusterMonitor {
   #membersSource: string | null = null;
   /** Connections used for INFO polls, by client address. */
   readonly #pollClients = new Map<string, RespClient>();
+  /** INFO polls still waiting for a reply, by member id. A later round waits for the same poll. */
+  readonly #pollsInFlight = new Map<string, Promise<PollResult>>();
   #connection: Connection | null = null;
   /** Set after every member failed to accept a connection, so the failure is reported once. */
   #noMemberReported = false;
@@ -225,13 +227,26 @@ export class ClusterMonitor {
     this.#scheduleRound(Math.max(0, this.#options.pollIntervalMs - (Date.now() - started)));
   }
 
-  /** Polls every member, records the events that explain the changes and checks the connection. */
+  /**
+   * Polls every member, records the events that explain the changes and
+   * checks the connection. A round waits one poll interval at most, so a
+   * member that hangs keeps its last row, with its contact time growing,
+   * while the others stay current.
+   */
   async #pollAll(): Promise<void> {
     const targets = this.members;
-    const results = await Promise.all(targets.map((member) => this.#poll(member.id, member.clientAddr)));
+    const results = new Map<string, PollResult>();
+    const polls = targets.map((member) => this.#startPoll(member.id, member.clientAddr).then((result) => results.set(member.id, result)));
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const intervalOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.pollIntervalMs)));
+    await Promise.race([Promise.all(polls), intervalOver]);
+    if (timer !== null) clearTimeout(timer);
     if (this.#stopped) return;
 
-    targets.forEach((member, index) => this.#applyPoll(member.id, results[index]));
+    for (const member of targets) {
+      const result = results.get(member.id);
+      if (result !== undefined) this.#applyPoll(member.id, result);
+    }
     this.#updateMembership();
     this.#updateLag();
 
@@ -254,6 +269,16 @@ export class ClusterMonitor {
     if (event.source !== "poll" || connection === null || connection.subscription === null) return false;
     if (event.type === "leader_changed" || event.type === "membership_changed") return true;
     return event.node === connection.nodeId;
+  }
+
+  /** Returns the member's poll in flight, or starts one. */
+  #startPoll(id: string, addr: string): Promise<PollResult> {
+    let poll = this.#pollsInFlight.get(id);
+    if (poll === undefined) {
+      poll = this.#poll(id, addr).finally(() => this.#pollsInFlight.delete(id));
+      this.#pollsInFlight.set(id, poll);
+    }
+    return poll;
   }
 
   async #poll(id: string, addr: string): Promise<PollResult> {

@@ -72,6 +72,8 @@ export class FakeNode {
   /** Builds the INFO reply. Tests replace it to change the node's state. */
   info: () => string = () => "";
   subscribe: SubscribeBehaviour = "confirm";
+  /** Set to leave INFO unanswered, as a stopped (SIGSTOP) node would. */
+  hung = false;
   /** Every command received, as strings, oldest first. */
   readonly commands: string[][] = [];
 
@@ -134,7 +136,7 @@ export class FakeNode {
   #reply(socket: Socket<Connection>, args: string[]): void {
     const name = args[0]?.toUpperCase();
     if (name === "INFO") {
-      socket.write(bulk(this.info()));
+      if (!this.hung) socket.write(bulk(this.info()));
     } else if (name === "SUBSCRIBE") {
       if (this.subscribe === "reject") socket.write(error("ERR unknown command 'SUBSCRIBE'"));
       if (this.subscribe !== "confirm") return;

@@ -80,6 +80,22 @@ describe("ClusterMonitor", () => {
     for (const member of monitor.members) expect(member.lastContactMs).not.toBeNull();
   });
 
+  test("hung member does not hold others", async () => {
+    const cluster = fakeCluster(3);
+    // Polls wait up to 5 s for a reply, and rounds start every 50 ms.
+    const monitor = new ClusterMonitor({ connectAddr: cluster.byId("node-2").addr, pollIntervalMs: 50, pollTimeoutMs: 5000, commandTimeoutMs: 1000, maxEvents: 100 });
+    monitors.push(monitor);
+    await monitor.start();
+    await waitUntil(() => monitor.members.every((member) => member.reachable === true), "every member reachable");
+
+    cluster.byId("node-3").hung = true;
+    await Bun.sleep(100);
+    cluster.state.term = 3;
+    await waitUntil(() => monitor.leader?.term === 3, "the new term from the other members", 1000);
+    const hung = monitor.members.find((member) => member.id === "node-3")!;
+    expect(Date.now() - hung.lastContactMs!).toBeGreaterThan(50);
+  });
+
   test("start fails on refused address", async () => {
     const cluster = fakeCluster(1);
     const addr = cluster.byId("node-1").addr;
