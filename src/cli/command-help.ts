@@ -16,14 +16,17 @@ export const COMMAND_HELP: ReadonlyArray<{ syntax: string; summary: string }> = 
   { syntax: "TRANSFER [node-id]", summary: "hand leadership to a node" },
   { syntax: "SNAPSHOT [LOCAL]", summary: "take a snapshot of this node" },
   { syntax: "MEMORY PURGE", summary: "run a full garbage collection now" },
-  { syntax: "SUBSCRIBE cluster-events", summary: "stream role, leader and membership changes" },
-  { syntax: "PING, ECHO message", summary: "as in Redis" },
+  { syntax: "SUBSCRIBE cluster-events", summary: "stream role, leader and membership changes until Ctrl+C" },
+  { syntax: "CONFIG GET pattern", summary: "the node's settings that match a glob pattern" },
+  { syntax: "COMMAND [COUNT|LIST|INFO name]", summary: "the commands, with arity, flags and keys" },
+  { syntax: "CLIENT SETNAME|GETNAME|ID", summary: "name this connection or show its name or id" },
+  { syntax: "PING, ECHO message, SELECT 0", summary: "as in Redis" },
 ];
 
 /** Formats COMMAND_HELP as aligned lines, with how to leave the shell at the end. */
 export function formatCommandHelp(): string {
   const width = Math.max(...COMMAND_HELP.map((command) => command.syntax.length));
   const lines = COMMAND_HELP.map((command) => `${command.syntax.padEnd(width)}  ${command.summary}`);
-  lines.push("", `${"quit, exit".padEnd(width)}  leave the shell (so do Ctrl+D and Ctrl+C)`);
+  lines.push("", `${"clear".padEnd(width)}  clear the terminal`, `${"quit, exit".padEnd(width)}  leave the shell (so do Ctrl+D and Ctrl+C)`);
   return lines.join("\n");
 }

@@ -202,6 +202,9 @@ export async function runShell(addr: string, opts: ShellOptions = {}): Promise<n
         // No server command is named HELP, so the shell handles it, as redis-cli does.
         if (args.length === 1 && name === "help") {
           await writeLine(streams.output, formatCommandHelp());
+        } else if (args.length === 1 && name === "clear" && interactive) {
+          // As in redis-cli: move the cursor home and clear the terminal.
+          streams.output.write("\x1b[H\x1b[2J");
         } else if (SUBSCRIBE_COMMANDS.has(name)) {
           const stopped = new Promise<void>((resolve) => (stopSubscription = resolve));
           const subscribed = await runSubscription(addr, args, streams, stopped, interactive);

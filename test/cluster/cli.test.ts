@@ -225,7 +225,7 @@ describe("cli shell", () => {
       const { node } = await singleNode();
       // `script` runs the shell on a pseudo-terminal, so it behaves as for a person typing.
       const shellCommand = `${requireBinary()} cli --connect ${node.clientAddr}`;
-      const input = "SET tty_key tty_value\nGET tty_key\nBOGUSCOMMAND\nexit\n";
+      const input = "SET tty_key tty_value\nGET tty_key\nclear\nBOGUSCOMMAND\nexit\n";
       const result = await runProgram(["script", "--quiet", "--return", "--command", shellCommand, "/dev/null"], {
         stdin: input,
         timeoutMs: 10_000,
@@ -240,6 +240,9 @@ describe("cli shell", () => {
       expect(lines).toContain("OK");
       expect(lines).toContain("tty_value");
       expect(lines.some((line) => line.startsWith("(error) ERR unknown command 'BOGUSCOMMAND'"))).toBe(true);
+      // `clear` clears the terminal in the shell and never reaches the server.
+      expect(stdout).toContain("\x1b[H\x1b[2J");
+      expect(screen).not.toContain("unknown command 'clear'");
     },
     20_000,
   );
