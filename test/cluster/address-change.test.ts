@@ -87,19 +87,27 @@ describe("address change", () => {
     60_000,
   );
 
+  /**
+   * Starts a one-node cluster and a stranger, the only node of a cluster of
+   * its own, then stops the stranger and points it at new ports and at the
+   * first cluster's member as --join-addr, as a mistaken restart would.
+   */
+  async function strangerOfOtherCluster(name: string): Promise<{ cluster: Cluster; member: ClusterNode; stranger: ClusterNode }> {
+    const cluster = new Cluster({ name, tickMs: 20 });
+    const [member] = await cluster.startCluster(1);
+    const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
+    await cluster.start(stranger);
+    await cluster.waitForLeader([stranger]);
+    await cluster.kill(stranger, "SIGTERM");
+    stranger.moveToNewPorts();
+    stranger.joinAddr = member.clientAddr;
+    return { cluster, member, stranger };
+  }
+
   clusterTest(
     "node of another cluster stops",
     async () => {
-      // A node of its own one-node cluster restarts on new addresses with a
-      // --join-addr that points at another cluster by mistake.
-      const cluster = new Cluster({ name: "other-cluster", tickMs: 20 });
-      const [member] = await cluster.startCluster(1);
-      const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
-      await cluster.start(stranger);
-      await cluster.waitForLeader([stranger]);
-      await cluster.kill(stranger, "SIGTERM");
-      stranger.moveToNewPorts();
-      stranger.joinAddr = member.clientAddr;
+      const { cluster, member, stranger } = await strangerOfOtherCluster("other-cluster");
       await cluster.start(stranger, "none");
       expect(await stranger.exitWithin(15_000)).toBe(2);
       expect(stranger.log()).toContain(`--join-addr ${member.clientAddr} is a member of cluster`);
@@ -113,17 +121,10 @@ describe("address change", () => {
   clusterTest(
     "other cluster met later stops the node",
     async () => {
-      // The same mistake, but --join-addr is down when the node starts, so
-      // the node starts from its data and stops once the other cluster rejects it.
-      const cluster = new Cluster({ name: "other-cluster-later", tickMs: 20 });
-      const [member] = await cluster.startCluster(1);
-      const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
-      await cluster.start(stranger);
-      await cluster.waitForLeader([stranger]);
-      await cluster.kill(stranger, "SIGTERM");
+      // --join-addr is down when the node starts, so the node starts from
+      // its data and stops once the other cluster rejects it.
+      const { cluster, member, stranger } = await strangerOfOtherCluster("other-cluster-later");
       await cluster.kill(member, "SIGTERM");
-      stranger.moveToNewPorts();
-      stranger.joinAddr = member.clientAddr;
       await cluster.start(stranger, "ping");
       await stranger.waitForLog("could not check the cluster of --join-addr", 10_000);
       await cluster.start(member, "ping");
