@@ -176,13 +176,13 @@ function normalizeListenAddr(value: string, flag: string): string {
   return addr;
 }
 
-/** Starts a node and resolves once it is serving; the returned function stops it. */
 /** A running node: how to stop it, and a logger whose lines name the node and its term. */
 interface RunningNode {
   stop: () => Promise<void>;
   logger: Logger;
 }
 
+/** Starts a node and resolves once it is serving. */
 export async function runNode(settings: ServeSettings, logger: Logger): Promise<RunningNode> {
   if (existsSync(settings.dataDir) && !statSync(settings.dataDir).isDirectory()) {
     throw new UsageError(`invalid --data-dir ${settings.dataDir}: it exists and is not a directory`);
