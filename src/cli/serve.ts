@@ -23,6 +23,8 @@ import { intFlag, rejectUnknownFlags, UsageError } from "./flags.ts";
 
 /** Attempts, one a second, to record new addresses of a node that restarted elsewhere. */
 const ADDRESS_CHANGE_ATTEMPTS = 120;
+/** Pause between checks of the cluster of a --join-addr that did not reply at startup. */
+const JOIN_CHECK_RETRY_MS = 2000;
 
 const serveArgs = {
   "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-'); required" },
@@ -307,6 +309,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     server.start();
     if (mode === "join") await joinCluster(node, settings, nodeLogger);
     if (mode === "recover") void announceNewAddresses(node, settings, nodeLogger, () => stopping, (err) => fatal?.(err));
+    if (joinCheck?.unreachable) void recheckJoinTargetCluster(settings, node.clusterId ?? "", () => stopping, (err) => fatal?.(err));
   } catch (err) {
     await stop().catch(() => {});
     throw err;
@@ -402,6 +405,30 @@ async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string
     `data directory ${settings.dataDir} belongs to cluster ${clusterId}, but --join-addr ${target} is a member of cluster ${remoteId}; ` +
     "start this node with its own cluster's data directory, or with an empty --data-dir to join as a new member";
   return { problem, unreachable: null };
+}
+
+/**
+ * Repeats the startup check of --join-addr's cluster until that member
+ * replies, and stops the node (through `onWrongCluster`) if it belongs to
+ * another cluster. Without it, a node whose addresses did not change would
+ * never contact --join-addr again.
+ */
+async function recheckJoinTargetCluster(
+  settings: ServeSettings,
+  clusterId: string,
+  stopped: () => boolean,
+  onWrongCluster: (err: Error) => void,
+): Promise<void> {
+  while (!stopped()) {
+    await Bun.sleep(JOIN_CHECK_RETRY_MS);
+    if (stopped()) return;
+    const check = await checkJoinTargetCluster(settings, clusterId);
+    if (check.problem !== null) {
+      onWrongCluster(new Error(check.problem));
+      return;
+    }
+    if (check.unreachable === null) return;
+  }
 }
 
 /**

@@ -89,17 +89,18 @@ describe("address change", () => {
 
   /**
    * Starts a one-node cluster and a stranger, the only node of a cluster of
-   * its own, then stops the stranger and points it at new ports and at the
-   * first cluster's member as --join-addr, as a mistaken restart would.
+   * its own, then stops the stranger and points it at the first cluster's
+   * member as --join-addr, as a mistaken restart would, on new ports when
+   * `newPorts` is set.
    */
-  async function strangerOfOtherCluster(name: string): Promise<{ cluster: Cluster; member: ClusterNode; stranger: ClusterNode }> {
+  async function strangerOfOtherCluster(name: string, newPorts = true): Promise<{ cluster: Cluster; member: ClusterNode; stranger: ClusterNode }> {
     const cluster = new Cluster({ name, tickMs: 20 });
     const [member] = await cluster.startCluster(1);
     const stranger = cluster.addNode({ id: "node-x", joinAddr: null });
     await cluster.start(stranger);
     await cluster.waitForLeader([stranger]);
     await cluster.kill(stranger, "SIGTERM");
-    stranger.moveToNewPorts();
+    if (newPorts) stranger.moveToNewPorts();
     stranger.joinAddr = member.clientAddr;
     return { cluster, member, stranger };
   }
@@ -118,22 +119,26 @@ describe("address change", () => {
     60_000,
   );
 
-  clusterTest(
-    "other cluster met later stops the node",
-    async () => {
-      // --join-addr is down when the node starts, so the node starts from
-      // its data and stops once the other cluster rejects it.
-      const { cluster, member, stranger } = await strangerOfOtherCluster("other-cluster-later");
-      await cluster.kill(member, "SIGTERM");
-      await cluster.start(stranger, "ping");
-      await stranger.waitForLog("could not check the cluster of --join-addr", 10_000);
-      await cluster.start(member, "ping");
-      expect(await stranger.exitWithin(20_000)).toBe(70);
-      expect(stranger.log()).toContain(`${member.clientAddr} rejected this node: node node-x belongs to cluster`);
+  for (const newPorts of [true, false]) {
+    clusterTest(
+      `other cluster met later stops the node${newPorts ? " on new ports" : ""}`,
+      async () => {
+        // --join-addr is down when the node starts, so the node starts from
+        // its data and stops once that member answers. On new ports it also
+        // asks that member to record them, which fails the same way.
+        const { cluster, member, stranger } = await strangerOfOtherCluster(`other-cluster-later-${newPorts}`, newPorts);
+        await cluster.kill(member, "SIGTERM");
+        await cluster.start(stranger, "ping");
+        await stranger.waitForLog("could not check the cluster of --join-addr", 10_000);
+        await cluster.start(member, "ping");
+        expect(await stranger.exitWithin(20_000)).toBe(70);
+        expect(stranger.log()).toContain("node stopped after a fatal error");
+        expect(stranger.log()).toMatch(/node-x belongs to cluster|belongs to cluster .*, but --join-addr/);
 
-      const members = await membersByRaftAddr(cluster, member);
-      expect([...members.values()]).toEqual([member.id]);
-    },
-    60_000,
-  );
+        const members = await membersByRaftAddr(cluster, member);
+        expect([...members.values()]).toEqual([member.id]);
+      },
+      60_000,
+    );
+  }
 });
