@@ -380,10 +380,11 @@ interface JoinTargetCheck {
 }
 
 /**
- * Requests the cluster id of --join-addr. A node with data and a --join-addr of
- * another cluster would otherwise serve clients as a separate cluster, on an
- * address meant for that one. An unreachable --join-addr does not stop the
- * node, because a restarted node recovers from its data directory alone.
+ * Requests the cluster id of --join-addr and compares it with this node's.
+ * Without the check, a node with data and a --join-addr of another cluster
+ * would serve clients as a separate cluster, on an address meant for that
+ * one. An unreachable --join-addr does not stop the node, because a
+ * restarted node recovers from its data directory alone.
  */
 async function checkJoinTargetCluster(settings: ServeSettings, clusterId: string): Promise<JoinTargetCheck> {
   const target = settings.joinAddr!;

@@ -246,9 +246,12 @@ async function runShellCommand(session: ShellSession, args: Buffer[], streams: S
 async function runSubscription(addr: string, args: Buffer[], streams: ShellStreams, stopped: Promise<void>, interactive: boolean): Promise<boolean> {
   const parser = new RespReplyParser();
   let confirmed = false;
-  let rejected = false;
   let closedByShell = false;
+  // Lines are written in order, each once the stream took the one before.
   let printing = Promise.resolve();
+  const print = (stream: NodeJS.WritableStream, line: string) => {
+    printing = printing.then(() => writeLine(stream, line));
+  };
   let socket: Socket<undefined>;
   let closed!: () => void;
   const done = new Promise<void>((resolve) => (closed = resolve));
@@ -262,20 +265,20 @@ async function runSubscription(addr: string, args: Buffer[], streams: ShellStrea
           parser.push(data);
           for (let result = parser.next(); result.kind !== "incomplete"; result = parser.next()) {
             if (result.kind === "error") {
-              printing = printing.then(() => writeLine(streams.errorOutput, `invalid reply from ${addr}: ${result.message}`));
-              rejected = !confirmed;
+              print(streams.errorOutput, `invalid reply from ${addr}: ${result.message}`);
               connection.end();
               return;
             }
             const reply = result.value;
-            const first = !confirmed && !rejected;
-            if (first && reply.type === "error") rejected = true;
-            else confirmed = true;
-            printing = printing.then(() => writeLine(reply.type === "error" ? streams.errorOutput : streams.output, formatReply(reply)));
-            if (first && confirmed && interactive) {
-              printing = printing.then(() => writeLine(streams.errorOutput, "Reading messages... (press Ctrl-C to stop)"));
+            print(reply.type === "error" ? streams.errorOutput : streams.output, formatReply(reply));
+            if (confirmed) continue;
+            // The first reply confirms the subscription, or rejects it with an error.
+            if (reply.type === "error") {
+              connection.end();
+              return;
             }
-            if (rejected) connection.end();
+            confirmed = true;
+            if (interactive) print(streams.errorOutput, "Reading messages... (press Ctrl-C to stop)");
           }
         },
         close: () => closed(),
@@ -284,7 +287,7 @@ async function runSubscription(addr: string, args: Buffer[], streams: ShellStrea
       },
     });
   } catch (err) {
-    await writeLine(streams.errorOutput, `could not connect to ${addr}: ${errorText(err)}. The shell retries on the next command.`);
+    await writeLine(streams.errorOutput, `could not connect to ${addr}: ${errorText(err)}`);
     return false;
   }
   socket.write(encodeCommand(args));

@@ -129,6 +129,11 @@ export function array(items: readonly Uint8Array[] | null): Buffer {
   return Buffer.concat([Buffer.from(`*${items.length}\r\n`), ...items]);
 }
 
+/** Returns a parsed command argument as UTF-8 text. */
+export function argText(arg: Buffer): string {
+  return arg.toString("utf8");
+}
+
 /** Encodes a command as a multibulk request, the form clients send. Strings are sent as UTF-8. */
 export function encodeCommand(args: readonly (string | Uint8Array)[]): Buffer {
   const parts: Uint8Array[] = [Buffer.from(`*${args.length}\r\n`)];

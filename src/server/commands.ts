@@ -8,7 +8,7 @@ import type { KvCommand } from "../kv/command.ts";
 import type { ApplyResult } from "../kv/store.ts";
 import type { SnapshotRecord } from "../storage/sqlite.ts";
 import type { Member } from "../raft/types.ts";
-import { array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
+import { argText, array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
 import type { LeaderForwarder } from "./forward.ts";
 import { formatInfo, formatMembers } from "./info.ts";
 import type { RespValue } from "../protocol/resp.ts";
@@ -87,10 +87,6 @@ export interface LeaderWrite {
 }
 
 const PONG = simpleString("PONG");
-
-function text(arg: Buffer): string {
-  return arg.toString("utf8");
-}
 
 function checkKey(ctx: CommandContext, key: Buffer): void {
   if (key.byteLength > ctx.limits.maxKeyBytes) {
@@ -177,8 +173,8 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: (ctx, [key, levelArg]) => {
       let level = ctx.session.consistency;
       if (levelArg !== undefined) {
-        const parsed = parseConsistency(text(levelArg));
-        if (parsed === null) return error(`ERR invalid consistency level '${text(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
+        const parsed = parseConsistency(argText(levelArg));
+        if (parsed === null) return error(`ERR invalid consistency level '${argText(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
         level = parsed;
       }
       ctx.node.checkReadable();
@@ -205,8 +201,8 @@ const COMMANDS: Record<string, CommandSpec> = {
     leaderOnly: false,
     run: (ctx, [levelArg]) => {
       if (levelArg === undefined) return bulk(ctx.session.consistency);
-      const level = parseConsistency(text(levelArg));
-      if (level === null) return error(`ERR invalid consistency level '${text(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
+      const level = parseConsistency(argText(levelArg));
+      if (level === null) return error(`ERR invalid consistency level '${argText(levelArg)}': expected ${CONSISTENCY_LEVELS.join(", ")}`);
       ctx.session.consistency = level;
       return OK;
     },
@@ -238,7 +234,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "admin",
     leaderOnly: false,
-    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), ...args.map((arg) => text(arg).toLowerCase()))),
+    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), ...args.map((arg) => argText(arg).toLowerCase()))),
   },
   MEMBERS: {
     minArgs: 0,
@@ -270,7 +266,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 1,
     kind: "admin",
     leaderOnly: true,
-    run: (ctx, [id]) => ctx.node.removeMember(text(id)).then(() => OK),
+    run: (ctx, [id]) => ctx.node.removeMember(argText(id)).then(() => OK),
   },
   JOIN: {
     minArgs: 3,
@@ -280,14 +276,14 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: (ctx, [id, raftAddr, clientAddr, incarnation, clusterId]) => {
       // A node restarted from its data directory names its cluster, so that
       // a --join-addr pointing at another cluster cannot add it there.
-      if (clusterId !== undefined && text(clusterId) !== ctx.node.clusterId) {
+      if (clusterId !== undefined && argText(clusterId) !== ctx.node.clusterId) {
         return error(
-          `${WRONG_CLUSTER_CODE} node ${text(id)} belongs to cluster ${text(clusterId)}, but this is cluster ${ctx.node.clusterId ?? "(none)"}; ` +
+          `${WRONG_CLUSTER_CODE} node ${argText(id)} belongs to cluster ${argText(clusterId)}, but this is cluster ${ctx.node.clusterId ?? "(none)"}; ` +
             "a node with data joins only its own cluster, so point --join-addr at one of its members or start it with an empty --data-dir",
         );
       }
-      const member: Omit<Member, "voter"> = { id: text(id), raftAddr: text(raftAddr), clientAddr: text(clientAddr) };
-      if (incarnation !== undefined) member.incarnation = text(incarnation);
+      const member: Omit<Member, "voter"> = { id: argText(id), raftAddr: argText(raftAddr), clientAddr: argText(clientAddr) };
+      if (incarnation !== undefined) member.incarnation = argText(incarnation);
       // Reply: the cluster id, then id, raft address and client address of every member.
       return ctx.node.addMember(member).then(() => {
         const parts = [bulk(ctx.node.clusterId ?? "")];
@@ -310,7 +306,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     kind: "admin",
     leaderOnly: true,
     run: (ctx, [target]) =>
-      ctx.node.transferLeadership(target === undefined ? null : text(target)).then((id) => bulk(id)),
+      ctx.node.transferLeadership(target === undefined ? null : argText(target)).then((id) => bulk(id)),
   },
 
   MEMORY: {
@@ -319,7 +315,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     kind: "admin",
     leaderOnly: false,
     run: (_ctx, [sub]) => {
-      if (text(sub).toUpperCase() !== "PURGE") return error("ERR unknown MEMORY subcommand; EchoKV supports MEMORY PURGE");
+      if (argText(sub).toUpperCase() !== "PURGE") return error("ERR unknown MEMORY subcommand; EchoKV supports MEMORY PURGE");
       // A full garbage collection, which also returns free pages to the system.
       Bun.gc(true);
       return OK;
@@ -334,7 +330,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: 1,
     kind: "read",
     leaderOnly: false,
-    run: (_ctx, [db]) => (text(db) === "0" ? OK : error("ERR DB index is out of range (EchoKV has one database, 0)")),
+    run: (_ctx, [db]) => (argText(db) === "0" ? OK : error("ERR DB index is out of range (EchoKV has one database, 0)")),
   },
 };
 
@@ -349,7 +345,7 @@ const MAX_SNAPSHOT_READ_BYTES = 8 * 1024 * 1024;
  * of that snapshot file, for backups.
  */
 function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
-  const sub = args.length === 0 ? "CREATE" : text(args[0]).toUpperCase();
+  const sub = args.length === 0 ? "CREATE" : argText(args[0]).toUpperCase();
   const describe = (record: SnapshotRecord) =>
     array([integer(record.meta.lastIndex), integer(record.meta.lastTerm), integer(record.bytes), integer(record.checksum)]);
   if (sub === "CREATE" && args.length <= 1) {
@@ -361,7 +357,7 @@ function runSnapshotCommand(ctx: CommandContext, args: Buffer[]): Reply {
   }
   if (sub === "LOCAL" && args.length === 1) return ctx.node.snapshot().then(describe);
   if (sub === "READ" && args.length === 4) {
-    const [index, offset, length] = args.slice(1).map((arg) => Number(text(arg)));
+    const [index, offset, length] = args.slice(1).map((arg) => Number(argText(arg)));
     if (![index, offset, length].every((n) => Number.isSafeInteger(n) && n >= 0) || length > MAX_SNAPSHOT_READ_BYTES) {
       return error(`ERR SNAPSHOT READ needs index, offset and a length of at most ${MAX_SNAPSHOT_READ_BYTES} bytes`);
     }
@@ -419,7 +415,7 @@ export function lookupCommand(name: string): CommandSpec | undefined {
  * Runs one parsed command, forwarding leader commands from a follower.
  * `name` is the command name in upper case, when the caller has it already.
  */
-export function dispatch(ctx: CommandContext, args: Buffer[], name = text(args[0]).toUpperCase()): { kind: CommandKind; reply: () => Reply } {
+export function dispatch(ctx: CommandContext, args: Buffer[], name = argText(args[0]).toUpperCase()): { kind: CommandKind; reply: () => Reply } {
   if (name === "FORWARDED" && args.length > 1) {
     const inner: CommandContext = { ...ctx, forwarded: true };
     return dispatch(inner, args.slice(1));
@@ -427,7 +423,7 @@ export function dispatch(ctx: CommandContext, args: Buffer[], name = text(args[0
 
   const spec = COMMANDS[name];
   if (!spec) {
-    const commandName = text(args[0]).slice(0, 64);
+    const commandName = argText(args[0]).slice(0, 64);
     return { kind: "read", reply: () => error(`ERR unknown command '${commandName}', with args beginning with: ${describeArgs(args)}`) };
   }
   const count = args.length - 1;
@@ -543,6 +539,6 @@ function notLeader(ctx: CommandContext): NodeError {
 function describeArgs(args: Buffer[]): string {
   return args
     .slice(1, 4)
-    .map((arg) => `'${text(arg).slice(0, 32)}'`)
+    .map((arg) => `'${argText(arg).slice(0, 32)}'`)
     .join(" ");
 }

@@ -3,7 +3,7 @@
 // A subcommand EchoKV does not support gets an error that lists the ones it
 // supports, never a reply of the wrong type.
 
-import { array, bulk, error, integer } from "../protocol/resp.ts";
+import { argText, array, bulk, error, integer } from "../protocol/resp.ts";
 import { NIL, OK } from "./replies.ts";
 
 /** Description of one command, as COMMAND reports it. */
@@ -23,10 +23,6 @@ export interface ClientSession {
   readonly id: number;
   /** Name set with CLIENT SETNAME, or null. */
   name: string | null;
-}
-
-function text(arg: Buffer): string {
-  return arg.toString("utf8");
 }
 
 /**
@@ -87,14 +83,14 @@ function describeCommand(name: string, description: CommandDescription): Buffer 
 export function commandReply(commands: Readonly<Record<string, CommandDescription>>, args: Buffer[]): Buffer {
   const names = Object.keys(commands);
   if (args.length === 0) return array(names.map((name) => describeCommand(name, commands[name]!)));
-  const sub = text(args[0]!).toUpperCase();
+  const sub = argText(args[0]!).toUpperCase();
   if (sub === "COUNT" && args.length === 1) return integer(names.length);
   if (sub === "LIST" && args.length === 1) return array(names.map((name) => bulk(name.toLowerCase())));
   if (sub === "INFO") {
     if (args.length === 1) return commandReply(commands, []);
     return array(
       args.slice(1).map((arg) => {
-        const name = text(arg).toUpperCase();
+        const name = argText(arg).toUpperCase();
         const description = commands[name];
         return description ? describeCommand(name, description) : NIL;
       }),
@@ -102,15 +98,15 @@ export function commandReply(commands: Readonly<Record<string, CommandDescriptio
   }
   // EchoKV has no command documentation; an empty reply is what Redis sends for unknown names.
   if (sub === "DOCS") return array([]);
-  return error(`ERR unknown subcommand or wrong number of arguments for 'COMMAND ${text(args[0]!).slice(0, 64)}'; EchoKV supports COMMAND, COMMAND COUNT, LIST, INFO and DOCS`);
+  return error(`ERR unknown subcommand or wrong number of arguments for 'COMMAND ${argText(args[0]!).slice(0, 64)}'; EchoKV supports COMMAND, COMMAND COUNT, LIST, INFO and DOCS`);
 }
 
 /** Replies to CONFIG with `args` after the name; `settings` are the node's name and value pairs. */
 export function configReply(settings: ReadonlyArray<readonly [string, string]>, args: Buffer[]): Buffer {
-  const sub = text(args[0]!).toUpperCase();
+  const sub = argText(args[0]!).toUpperCase();
   if (sub === "GET") {
     if (args.length < 2) return error("ERR wrong number of arguments for 'config|get' command");
-    const matchers = args.slice(1).map((arg) => globMatcher(text(arg)));
+    const matchers = args.slice(1).map((arg) => globMatcher(argText(arg)));
     const reply: Buffer[] = [];
     for (const [name, value] of settings) {
       if (matchers.some((matches) => matches(name))) reply.push(bulk(name), bulk(value));
@@ -120,14 +116,14 @@ export function configReply(settings: ReadonlyArray<readonly [string, string]>, 
   if (sub === "SET" || sub === "REWRITE" || sub === "RESETSTAT") {
     return error(`ERR CONFIG ${sub} is not supported: EchoKV takes its settings as flags of echokv serve, so restart the node with the new flags`);
   }
-  return error(`ERR unknown subcommand '${text(args[0]!).slice(0, 64)}'; EchoKV supports CONFIG GET`);
+  return error(`ERR unknown subcommand '${argText(args[0]!).slice(0, 64)}'; EchoKV supports CONFIG GET`);
 }
 
 /** Replies to CLIENT with `args` after the name, for the connection's `session`. */
 export function clientReply(session: ClientSession, args: Buffer[]): Buffer {
-  const sub = text(args[0]!).toUpperCase();
+  const sub = argText(args[0]!).toUpperCase();
   if (sub === "SETNAME" && args.length === 2) {
-    const name = text(args[1]!);
+    const name = argText(args[1]!);
     if (/[^\x21-\x7e]/.test(name)) return error("ERR Client names cannot contain spaces, newlines or special characters.");
     session.name = name === "" ? null : name;
     return OK;
@@ -136,5 +132,5 @@ export function clientReply(session: ClientSession, args: Buffer[]): Buffer {
   if (sub === "ID" && args.length === 1) return integer(session.id);
   // Client libraries announce their name and version; EchoKV has nowhere to show them.
   if (sub === "SETINFO" && args.length === 3) return OK;
-  return error(`ERR unknown subcommand or wrong number of arguments for 'CLIENT ${text(args[0]!).slice(0, 64)}'; EchoKV supports CLIENT SETNAME, GETNAME, ID and SETINFO`);
+  return error(`ERR unknown subcommand or wrong number of arguments for 'CLIENT ${argText(args[0]!).slice(0, 64)}'; EchoKV supports CLIENT SETNAME, GETNAME, ID and SETINFO`);
 }

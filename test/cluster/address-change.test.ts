@@ -89,8 +89,8 @@ describe("address change", () => {
 
   /**
    * Starts a one-node cluster and a stranger, the only node of a cluster of
-   * its own, then stops the stranger and points it at the first cluster's
-   * member as --join-addr, as a mistaken restart would, on new ports when
+   * its own. Then stops the stranger and gives it the first cluster's member
+   * as --join-addr, as a mistaken restart would, and new ports when
    * `newPorts` is set.
    */
   async function strangerOfOtherCluster(name: string, newPorts = true): Promise<{ cluster: Cluster; member: ClusterNode; stranger: ClusterNode }> {
@@ -124,7 +124,7 @@ describe("address change", () => {
       `other cluster met later stops the node${newPorts ? " on new ports" : ""}`,
       async () => {
         // --join-addr is down when the node starts, so the node starts from
-        // its data and stops once that member answers. On new ports it also
+        // its data and stops once that member replies. On new ports it also
         // asks that member to record them, which fails the same way.
         const { cluster, member, stranger } = await strangerOfOtherCluster(`other-cluster-later-${newPorts}`, newPorts);
         await cluster.kill(member, "SIGTERM");

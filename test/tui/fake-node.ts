@@ -72,7 +72,7 @@ export class FakeNode {
   /** Builds the INFO reply. Tests replace it to change the node's state. */
   info: () => string = () => "";
   subscribe: SubscribeBehaviour = "confirm";
-  /** Set to leave INFO unanswered, as a stopped (SIGSTOP) node would. */
+  /** Set to send no reply to INFO, as a stopped (SIGSTOP) node would. */
   hung = false;
   /** Every command received, as strings, oldest first. */
   readonly commands: string[][] = [];
