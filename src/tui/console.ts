@@ -10,6 +10,7 @@ import type { ClusterEvent } from "./events.ts";
 import { LineEditor } from "./line-editor.ts";
 import { escapeTags, memberRows, renderMembersTable } from "./members-table.ts";
 import type { ClusterMonitor } from "./monitor.ts";
+import { renderStatusLine } from "./status-line.ts";
 
 /** Commands that would turn the command connection into a push stream, so its replies could no longer be matched. */
 const REJECTED_COMMANDS = new Set(["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]);
@@ -190,18 +191,7 @@ export class TuiConsole {
   }
 
   #renderStatus(): void {
-    const connection = this.#monitor.connection;
-    const leader = this.#monitor.leader;
-    if (connection === null) {
-      this.#status.setContent(" {red-fg}not connected: no member accepts a connection, retrying{/red-fg}");
-      return;
-    }
-    const parts = [
-      ` connected to ${escapeTags(connection.nodeId)} ${escapeTags(connection.addr)}`,
-      leader === null ? "no leader known" : `leader ${escapeTags(leader.id)}, term ${leader.term}`,
-      connection.feed === "push" ? "events pushed" : "events polled",
-    ];
-    this.#status.setContent(parts.join(" | "));
+    this.#status.setContent(renderStatusLine(this.#monitor.connection, this.#monitor.leader, Number(this.#screen.width)));
   }
 
   #renderMembers(): void {

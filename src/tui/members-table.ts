@@ -79,41 +79,42 @@ const ID: Column = {
 };
 const CLIENT: Column = { header: "CLIENT ADDR", value: (row) => row.clientAddr, alignRight: false };
 const RAFT: Column = { header: "RAFT ADDR", value: (row) => row.raftAddr, alignRight: false };
-const STATE_COLUMNS: Column[] = [
-  {
-    header: "ROLE",
-    value: (row) => {
-      if (row.role === null) return "?";
-      // An unreachable member's role is the last one it reported, so it is shown in parentheses.
-      return row.reachable === false ? `(${row.role})` : row.role;
-    },
-    alignRight: false,
-    color: (row) => (row.role === "candidate" || row.role === "precandidate" ? "yellow-fg" : null),
+const ROLE: Column = {
+  header: "ROLE",
+  value: (row) => {
+    if (row.role === null) return "?";
+    // An unreachable member's role is the last one it reported, so it is shown in parentheses.
+    return row.reachable === false ? `(${row.role})` : row.role;
   },
-  { header: "VOTER", value: (row) => (row.voter ? "yes" : "no"), alignRight: false },
-  { header: "TERM", value: (row) => show(row.term), alignRight: true },
-  {
-    header: "LAST LOG",
-    value: (row) => (row.lastLogIndex === null ? "-" : `${row.lastLogIndex}/${row.lastLogTerm}`),
-    alignRight: true,
+  alignRight: false,
+  color: (row) => (row.role === "candidate" || row.role === "precandidate" ? "yellow-fg" : null),
+};
+const VOTER: Column = { header: "VOTER", value: (row) => (row.voter ? "yes" : "no"), alignRight: false };
+const TERM: Column = { header: "TERM", value: (row) => show(row.term), alignRight: true };
+const LAST_LOG: Column = {
+  header: "LAST LOG",
+  value: (row) => (row.lastLogIndex === null ? "-" : `${row.lastLogIndex}/${row.lastLogTerm}`),
+  alignRight: true,
+};
+const COMMIT: Column = { header: "COMMIT", value: (row) => show(row.commitIndex), alignRight: true };
+const APPLIED: Column = { header: "APPLIED", value: (row) => show(row.appliedIndex), alignRight: true };
+const LAG: Column = { header: "LAG", value: (row) => show(row.lag), alignRight: true };
+const CONTACT: Column = { header: "CONTACT", value: (row) => formatAge(row.contactAgeMs), alignRight: true };
+const HEALTH: Column = {
+  header: "HEALTH",
+  value: (row) => {
+    if (row.reachable === null) return "?";
+    return row.reachable ? "up" : "down";
   },
-  { header: "COMMIT", value: (row) => show(row.commitIndex), alignRight: true },
-  { header: "APPLIED", value: (row) => show(row.appliedIndex), alignRight: true },
-  { header: "LAG", value: (row) => show(row.lag), alignRight: true },
-  { header: "CONTACT", value: (row) => formatAge(row.contactAgeMs), alignRight: true },
-  {
-    header: "HEALTH",
-    value: (row) => {
-      if (row.reachable === null) return "?";
-      return row.reachable ? "up" : "down";
-    },
-    alignRight: false,
-    color: (row) => {
-      if (row.reachable === null) return null;
-      return row.reachable ? "green-fg" : "red-fg";
-    },
+  alignRight: false,
+  color: (row) => {
+    if (row.reachable === null) return null;
+    return row.reachable ? "green-fg" : "red-fg";
   },
-];
+};
+const STATE_COLUMNS = [ROLE, VOTER, TERM, LAST_LOG, COMMIT, APPLIED, LAG, CONTACT, HEALTH];
+/** The state columns for when the narrow layout does not fit either: LAST LOG and CONTACT are left out. */
+const COMPACT_STATE_COLUMNS = [ROLE, VOTER, TERM, COMMIT, APPLIED, LAG, HEALTH];
 
 /** Width of the leader mark and the space after it. */
 const MARK_WIDTH = 2;
@@ -142,21 +143,25 @@ function renderCells(columns: Column[], widths: number[], gap: number, row: Memb
 /**
  * Returns the table as lines of blessed markup that fit `width` columns where
  * possible. The addresses get their own columns when they fit, and a second
- * line under each member otherwise, so the table also fits 80 columns. The
- * leader is marked with `*` and drawn in bold green.
+ * line under each member otherwise, so the table also fits 80 columns. Below
+ * that, LAST LOG and CONTACT are left out, which fits 60 columns unless an
+ * index has seven digits or more. The leader is marked with `*` and drawn
+ * in bold green.
  */
 export function renderMembersTable(rows: MemberRow[], width: number): string[] {
   const wide = [ID, CLIENT, RAFT, ...STATE_COLUMNS];
   const narrow = [ID, ...STATE_COLUMNS];
+  const compact = [ID, ...COMPACT_STATE_COLUMNS];
   const layouts: Array<{ columns: Column[]; gap: number }> = [
     { columns: wide, gap: 2 },
     { columns: wide, gap: 1 },
     { columns: narrow, gap: 2 },
     { columns: narrow, gap: 1 },
+    { columns: compact, gap: 1 },
   ];
-  const layout = layouts.find(({ columns, gap }) => lineWidth(columnWidths(columns, rows), gap) <= width) ?? layouts[3];
+  const layout = layouts.find(({ columns, gap }) => lineWidth(columnWidths(columns, rows), gap) <= width) ?? layouts[layouts.length - 1];
   const widths = columnWidths(layout.columns, rows);
-  const addressLine = layout.columns === narrow;
+  const addressLine = layout.columns !== wide;
 
   const lines = [`{bold}${" ".repeat(MARK_WIDTH)}${renderCells(layout.columns, widths, layout.gap, null)}{/bold}`];
   for (const row of rows) {

@@ -46,6 +46,15 @@ describe("renderMembersTable", () => {
     expect(lines[2]).toBe("    client 127.0.0.1:47101  raft 127.0.0.1:47111");
   });
 
+  test("60 columns leaves out last log and contact", () => {
+    const rows = [...ROWS, row("node-4", { role: "precandidate" })];
+    const lines = renderMembersTable(rows, 58).map(plain);
+    for (const line of lines) expect(line.length).toBeLessThanOrEqual(58);
+    expect(lines[0].split(/\s+/)).toEqual(["", "ID", "ROLE", "VOTER", "TERM", "COMMIT", "APPLIED", "LAG", "HEALTH"]);
+    expect(lines[5].split(/\s+/)).toEqual(["", "node-3", "(follower)", "no", "12", "1234", "1233", "0", "down"]);
+    expect(lines[6]).toBe("    client 127.0.0.1:47101  raft 127.0.0.1:47111");
+  });
+
   test("wide screen uses address columns", () => {
     const lines = renderMembersTable(ROWS, 140).map(plain);
     expect(lines.length).toBe(1 + ROWS.length);
