@@ -581,7 +581,8 @@ export class EchoNode {
     this.#checkServing();
     if (this.#core.role !== "leader") throw this.#notLeaderError();
     if (target === this.id) return this.id;
-    const chosen = target ?? this.#core.bestTransferTarget();
+    const transport = this.#transport;
+    const chosen = target ?? this.#core.bestTransferTarget((id) => transport?.isConnected(id) ?? true);
     if (chosen === null) throw new NodeError("INVALID", "no other voter responded recently, so none can take over leadership");
     const problem = this.#core.transferLeadership(chosen);
     if (problem) throw new NodeError("INVALID", `cannot transfer leadership to ${chosen}: ${problem}`);

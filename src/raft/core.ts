@@ -399,13 +399,15 @@ export class RaftCore {
    * Picks the most up-to-date voter other than this node among those that
    * responded within the last three heartbeat intervals, or returns null when
    * there is none. A peer that stopped responding would never take over.
+   * `reachable` lets the caller rule out peers it knows are down, such as
+   * one whose connection just closed.
    */
-  bestTransferTarget(): NodeId | null {
+  bestTransferTarget(reachable: (id: NodeId) => boolean = () => true): NodeId | null {
     let best: NodeId | null = null;
     let bestMatch = -1;
     const respondedSince = this.#ticks - 3 * this.#config.heartbeatTicks;
     for (const [id, pr] of this.#progress) {
-      if (id === this.id || !this.isVoter(id) || pr.lastResponseAt < respondedSince) continue;
+      if (id === this.id || !this.isVoter(id) || pr.lastResponseAt < respondedSince || !reachable(id)) continue;
       if (pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;

@@ -143,6 +143,10 @@ export class TcpTransport implements Transport {
     for (const peer of this.#peers.values()) peer.flush();
   }
 
+  isConnected(id: string): boolean {
+    return this.#peers.get(id)?.connected === true;
+  }
+
   send(msg: PeerMessage): void {
     // Raft retries lost messages, so a failure here is logged and the message
     // dropped, never thrown into the caller's loop.

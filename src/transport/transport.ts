@@ -68,6 +68,8 @@ export interface Transport {
    * Raft retries.
    */
   send(msg: PeerMessage): void;
+  /** Returns whether this node's connection to peer `id` is open and past its handshake. */
+  isConnected(id: string): boolean;
   /**
    * Writes every queued frame to its socket now. Sends are otherwise
    * coalesced until the end of the tick; a caller about to block (on an

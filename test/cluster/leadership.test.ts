@@ -12,6 +12,7 @@ import {
   installClusterHooks,
   replyText,
   sendCommand,
+  waitFor,
 } from "../support/cluster.ts";
 
 installClusterHooks();
@@ -86,6 +87,27 @@ describe("leadership", () => {
       expect(live).toContain(describeReply(reply));
       const newLeader = await cluster.waitForLeader(nodes.filter((node) => node !== dead));
       expect(JSON.stringify(newLeader.id)).toBe(describeReply(reply));
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "TRANSFER skips a voter that just died",
+    async () => {
+      const cluster = new Cluster({ name: "transfer-just-dead" });
+      const nodes = await cluster.startCluster(4);
+      const leader = await cluster.waitForLeader(nodes);
+      expect(replyText(await cluster.command(leader, ["SET", "before-transfer", "1"]))).toBe("OK");
+      // It responded within the last heartbeat intervals, so only its closed connection tells it is gone.
+      const dead = nodes.find((node) => node !== leader)!;
+      await cluster.kill(dead);
+      await waitFor(`${leader.id} to see its connection to ${dead.id} close`, () => leader.log().includes(`peer=${dead.id} addr=${dead.raftAddr} msg="peer connection lost"`), {
+        timeoutMs: 5000,
+      });
+
+      const reply = await cluster.command(leader, ["TRANSFER"]);
+      const live = nodes.filter((node) => node !== leader && node !== dead).map((node) => JSON.stringify(node.id));
+      expect(live).toContain(describeReply(reply));
     },
     60_000,
   );

@@ -1,6 +1,7 @@
 // Scripted scenarios for the voter a leader hands over to when no target is
 // named (TRANSFER without an id, a graceful stop): the most up-to-date one
-// among those that responded recently, never a peer that stopped responding.
+// among those that responded recently, never a peer that stopped responding
+// or that the caller knows is down.
 
 import { describe, expect, test } from "bun:test";
 import { electFirst, exchange } from "./scripted.ts";
@@ -22,6 +23,16 @@ describe("transfer target", () => {
     }
     expect(n1.role).toBe("leader");
     expect(n1.bestTransferTarget()).toBe("n3");
+  });
+
+  test("skips a voter the caller rules out", () => {
+    const cores = electFirst(["n1", "n2", "n3"]);
+    const n1 = cores.get("n1")!;
+    expect(n1.propose(new Uint8Array([1])).ok).toBe(true);
+    exchange(cores);
+    expect(n1.bestTransferTarget((id) => id !== "n2")).toBe("n3");
+    expect(n1.bestTransferTarget((id) => id !== "n3")).toBe("n2");
+    expect(n1.bestTransferTarget(() => false)).toBeNull();
   });
 
   test("returns null when no voter responds", () => {
