@@ -21,10 +21,13 @@ export type ClientErrorCode = "CONNECT" | "TIMEOUT" | "CLOSED" | "NOTCONNECTED" 
 export class RespClientError extends Error {
   override name = "RespClientError";
   readonly code: ClientErrorCode;
+  /** For CLOSED, why the connection closed, such as "connection reset by the server"; null otherwise. */
+  readonly closeReason: string | null;
 
-  constructor(code: ClientErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: ClientErrorCode, message: string, options?: ErrorOptions & { closeReason?: string }) {
     super(message, options);
     this.code = code;
+    this.closeReason = options?.closeReason ?? null;
   }
 }
 
@@ -315,6 +318,7 @@ export class RespClient {
         new RespClientError(
           code,
           `connection to ${this.addr} closed before the reply to ${pending.name} arrived (${reason}); the outcome is unknown`,
+          { closeReason: reason },
         ),
       );
     }

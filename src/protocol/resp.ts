@@ -129,6 +129,33 @@ export function array(items: readonly Uint8Array[] | null): Buffer {
   return Buffer.concat([Buffer.from(`*${items.length}\r\n`), ...items]);
 }
 
+/** Protocol version of a client connection: RESP2, or RESP3 after `HELLO 3`. */
+export type RespVersion = 2 | 3;
+
+const NULL_RESP2 = Buffer.from("$-1\r\n");
+const NULL_RESP3 = Buffer.from("_\r\n");
+
+/** Returns the null reply of `version`: the null bulk string in RESP2, `_` in RESP3. The buffer is shared, so do not change it. */
+export function nullReply(version: RespVersion): Buffer {
+  return version === 3 ? NULL_RESP3 : NULL_RESP2;
+}
+
+/**
+ * Encodes a map from already encoded keys and values in turn: `%n` in RESP3,
+ * and in RESP2 a flat array of twice as many elements, as Redis sends it.
+ */
+export function map(entries: readonly Uint8Array[], version: RespVersion): Buffer {
+  if (entries.length % 2 !== 0) throw new RangeError(`a RESP map needs keys and values in pairs, got ${entries.length} elements`);
+  if (version === 2) return array(entries);
+  return Buffer.concat([Buffer.from(`%${entries.length / 2}\r\n`), ...entries]);
+}
+
+/** Encodes an out-of-band message, such as a pub/sub message: `>n` in RESP3, an array in RESP2. */
+export function push(items: readonly Uint8Array[], version: RespVersion): Buffer {
+  if (version === 2) return array(items);
+  return Buffer.concat([Buffer.from(`>${items.length}\r\n`), ...items]);
+}
+
 /** Returns a parsed command argument as UTF-8 text. */
 export function argText(arg: Buffer): string {
   return arg.toString("utf8");
@@ -492,8 +519,9 @@ export class RespParser {
         const line = readLengthLine(queue);
         if (line.kind === "incomplete") return line;
         if (line.kind === "tooLong") return { kind: "error", message: "too big bulk count string" };
-        if (line.kind === "invalid" || line.value < 0 || line.value > this.#limits.maxBulkBytes) {
-          return { kind: "error", message: "invalid bulk length" };
+        if (line.kind === "invalid" || line.value < 0) return { kind: "error", message: "invalid bulk length" };
+        if (line.value > this.#limits.maxBulkBytes) {
+          return { kind: "error", message: `bulk string of ${line.value} bytes exceeds the maximum of ${this.#limits.maxBulkBytes} bytes` };
         }
         const maxCommandBytes = this.#limits.maxCommandBytes;
         if (maxCommandBytes !== undefined && this.#commandBytes + line.value > maxCommandBytes) {
@@ -560,9 +588,11 @@ interface ArrayFrame {
 }
 
 /**
- * Incremental parser for the RESP2 replies a client reads. Nested arrays are
- * built on an explicit stack, so a reply split across chunks is never re-parsed
- * from its start. After an error every later `next()` returns the same error.
+ * Incremental parser for the RESP2 replies a client reads, and for the RESP3
+ * null, map and push types, which it reads as RESP2's null and arrays.
+ * Nested arrays are built on an explicit stack, so a reply split across
+ * chunks is never re-parsed from its start. After an error every later
+ * `next()` returns the same error.
  */
 export class RespReplyParser {
   readonly #limits: RespLimits;
@@ -672,9 +702,12 @@ export class RespReplyParser {
         this.#consume(lineBytes + length + 2);
         return { kind: "value", value: { type: "bulk", value: body } };
       }
-      case 0x2a: { // *
-        const length = parseDecimal(content);
-        if (length === null || length < -1 || length > this.#limits.maxArgs) {
+      case 0x2a: // *
+      case 0x3e: // >, a RESP3 push, read as an array
+      case 0x25: { // %, a RESP3 map, read as an array of keys and values in turn
+        const count = parseDecimal(content);
+        const length = count !== null && type === 0x25 ? count * 2 : count;
+        if (length === null || length < -1 || length > this.#limits.maxArgs || (length === -1 && type !== 0x2a)) {
           return { kind: "error", message: "invalid array length" };
         }
         this.#consume(lineBytes);
@@ -682,6 +715,10 @@ export class RespReplyParser {
         if (length === 0) return { kind: "value", value: { type: "array", value: [] } };
         return { kind: "arrayStart", length };
       }
+      case 0x5f: // _, the RESP3 null, read as the null bulk string
+        if (content.length !== 0) return { kind: "error", message: "invalid null reply" };
+        this.#consume(lineBytes);
+        return { kind: "value", value: { type: "bulk", value: null } };
       default:
         return { kind: "error", message: `unknown reply type '${describeByte(type)}'` };
     }

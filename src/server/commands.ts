@@ -8,12 +8,12 @@ import type { KvCommand } from "../kv/command.ts";
 import type { ApplyResult } from "../kv/store.ts";
 import type { SnapshotRecord } from "../storage/sqlite.ts";
 import type { Member } from "../raft/types.ts";
-import { argText, array, bulk, error, integer, simpleString } from "../protocol/resp.ts";
+import { argText, array, bulk, error, integer, nullReply, simpleString } from "../protocol/resp.ts";
 import type { LeaderForwarder } from "./forward.ts";
-import { formatInfo, formatMembers } from "./info.ts";
+import { formatInfo, formatMembers, type ClientStats } from "./info.ts";
 import type { RespValue } from "../protocol/resp.ts";
-import { clientReply, commandReply, configReply, type ClientSession, type CommandDescription } from "./introspection.ts";
-import { encodeValue, errorReply, NIL, OK } from "./replies.ts";
+import { clientReply, commandReply, configReply, helloReply, NO_AUTH_ERROR, type ClientSession, type CommandDescription } from "./introspection.ts";
+import { encodeValue, errorReply, OK } from "./replies.ts";
 
 export interface ServerLimits {
   /** Maximum key size in bytes. */
@@ -50,6 +50,8 @@ export interface CommandContext {
   settings: ReadonlyArray<readonly [string, string]>;
   /** Per-connection state that commands may change. */
   session: ClientSession & { consistency: Consistency };
+  /** Returns the client port's counters for INFO. */
+  clientStats: () => ClientStats;
 }
 
 export type Reply = Buffer | Promise<Buffer>;
@@ -181,7 +183,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       const readValue = () => {
         ctx.node.checkReadable();
         const value = ctx.node.store.get(key);
-        return value === undefined ? NIL : bulk(value);
+        return value === undefined ? nullReply(ctx.session.protocol) : bulk(value);
       };
       if (level === "local" || (level === "lease" && ctx.node.hasLease())) return readValue();
       return readBarrier(ctx).then(readValue);
@@ -234,7 +236,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     maxArgs: Infinity,
     kind: "admin",
     leaderOnly: false,
-    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), ...args.map((arg) => argText(arg).toLowerCase()))),
+    run: (ctx, args) => bulk(formatInfo(ctx.node.status(), ctx.clientStats(), ...args.map((arg) => argText(arg).toLowerCase()))),
   },
   MEMBERS: {
     minArgs: 0,
@@ -258,7 +260,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: (ctx) => {
       if (ctx.node.removed) throw new NodeError("REMOVED", `node ${ctx.node.id} was removed from the cluster, so it follows no leader; ask a current member`);
       const leader = ctx.node.leader();
-      return leader ? bulk(`${leader.id} ${leader.clientAddr}`) : NIL;
+      return leader ? bulk(`${leader.id} ${leader.clientAddr}`) : nullReply(ctx.session.protocol);
     },
   },
   REMOVE: {
@@ -322,8 +324,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     },
   },
   // Commands that Redis tools and client libraries send on connect.
-  COMMAND: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (_ctx, args) => commandReply(COMMAND_DESCRIPTIONS, args) },
-  CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => configReply(ctx.settings, args) },
+  HELLO: { minArgs: 0, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => helloReply(ctx.session, args) },
+  AUTH: { minArgs: 1, maxArgs: 2, kind: "read", leaderOnly: false, run: () => NO_AUTH_ERROR },
+  COMMAND: {
+    minArgs: 0,
+    maxArgs: Infinity,
+    kind: "read",
+    leaderOnly: false,
+    run: (ctx, args) => commandReply(COMMAND_DESCRIPTIONS, args, ctx.session.protocol),
+  },
+  CONFIG: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => configReply(ctx.settings, args, ctx.session.protocol) },
   CLIENT: { minArgs: 1, maxArgs: Infinity, kind: "read", leaderOnly: false, run: (ctx, args) => clientReply(ctx.session, args) },
   SELECT: {
     minArgs: 1,
@@ -513,7 +523,7 @@ async function runOnLeader(ctx: CommandContext, spec: CommandSpec, args: Buffer[
       // The write is done either way; waiting only makes a later local read see it.
       await ctx.node.waitForApplied(appliedIndex).catch(() => {});
     }
-    return encodeValue(reply);
+    return encodeValue(reply, ctx.session.protocol);
   }
 }
 

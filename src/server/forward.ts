@@ -3,7 +3,7 @@
 // client port. The receiver runs it only if it is the leader itself, so a
 // command never bounces between two followers.
 
-import { RespClient } from "../client/client.ts";
+import { RespClient, RespClientError } from "../client/client.ts";
 import type { Logger } from "../log.ts";
 import { NodeError } from "../node/errors.ts";
 import type { EchoNode } from "../node/node.ts";
@@ -59,7 +59,8 @@ export class LeaderForwarder {
         // Once sent, the leader may have committed it before the connection
         // broke, and a second copy could overwrite a later write by another client.
         if (code !== "CONNECT" && code !== "NOTCONNECTED") {
-          throw new NodeError("TIMEOUT", `the connection to leader ${leader.id} broke before it replied (${message}); the outcome is unknown`);
+          const reason = err instanceof RespClientError && err.closeReason !== null ? err.closeReason : message;
+          throw new NodeError("TIMEOUT", `the connection to leader ${leader.id} at ${leader.clientAddr} closed before its reply (${reason}); the outcome is unknown`);
         }
         lastError = `leader ${leader.id} at ${leader.clientAddr} is unreachable: ${message}`;
         await Bun.sleep(this.retryDelayMs);

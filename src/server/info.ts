@@ -25,11 +25,27 @@ function memberLine(status: NodeStatus, index: number): string {
   return `member${index}:${fields.join(",")}`;
 }
 
+/** Counters of the client port, for the clients and stats sections. */
+export interface ClientStats {
+  /** Open client connections. */
+  connected: number;
+  /** The --max-clients limit. */
+  maxClients: number;
+  /** Connections accepted since the node started, the rejected ones included. */
+  connectionsReceived: number;
+  /** Connections closed at once because --max-clients was reached. */
+  connectionsRejected: number;
+  /** Commands parsed since the node started. */
+  commandsProcessed: number;
+}
+
 /** Process memory as Redis-style fields: RSS, the store and the JavaScript heap, in bytes. */
 function memoryLines(status: NodeStatus): string[] {
   const usage = process.memoryUsage();
   const heap = heapStats();
   return [
+    // A JavaScript process has no allocator total like Redis's used_memory, so used_memory reports the resident size.
+    `used_memory:${usage.rss}`,
     `used_memory_rss:${usage.rss}`,
     `store_bytes:${status.memory.storeBytes}`,
     `store_live_bytes:${status.memory.storeLiveBytes}`,
@@ -42,11 +58,12 @@ function memoryLines(status: NodeStatus): string[] {
 }
 
 /**
- * Formats the INFO reply. `requested` names sections (server, raft, members,
- * keyspace, memory) in lower case, and none, all, everything or default
- * means every section. Unknown names are skipped, as Redis does.
+ * Formats the INFO reply. `requested` names sections (server, clients, raft,
+ * members, keyspace, memory, stats) in lower case, and none, all, everything
+ * or default means every section. Unknown names are skipped, as Redis does.
+ * Without `clients`, the clients and stats sections are left out.
  */
-export function formatInfo(status: NodeStatus, ...requested: string[]): string {
+export function formatInfo(status: NodeStatus, clients: ClientStats | null, ...requested: string[]): string {
   const sections: Record<string, string[]> = {
     server: [
       `echokv_version:${VERSION}`,
@@ -79,6 +96,15 @@ export function formatInfo(status: NodeStatus, ...requested: string[]): string {
     keyspace: [`keys:${status.keys}`, ...(status.keys > 0 ? [`db0:keys=${status.keys},expires=0,avg_ttl=0`] : [])],
     memory: memoryLines(status),
   };
+  if (clients !== null) {
+    // Field names as in Redis, for tools such as `redis-cli --stat`.
+    sections.clients = [`connected_clients:${clients.connected}`, "blocked_clients:0", `maxclients:${clients.maxClients}`];
+    sections.stats = [
+      `total_connections_received:${clients.connectionsReceived}`,
+      `total_commands_processed:${clients.commandsProcessed}`,
+      `rejected_connections:${clients.connectionsRejected}`,
+    ];
+  }
 
   const everything = requested.length === 0 || requested.some((name) => name === "all" || name === "everything" || name === "default");
   const names = everything ? Object.keys(sections) : Object.keys(sections).filter((name) => requested.includes(name));

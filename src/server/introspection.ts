@@ -1,10 +1,11 @@
 // Replies to the commands that Redis tools and client libraries send to learn
-// about a server or to label their connection: COMMAND, CONFIG and CLIENT.
+// about a server or to set up their connection: HELLO, COMMAND, CONFIG and CLIENT.
 // A subcommand EchoKV does not support gets an error that lists the ones it
 // supports, never a reply of the wrong type.
 
-import { argText, array, bulk, error, integer } from "../protocol/resp.ts";
-import { NIL, OK } from "./replies.ts";
+import { argText, array, bulk, error, integer, map, nullReply, type RespVersion } from "../protocol/resp.ts";
+import { VERSION } from "./info.ts";
+import { OK } from "./replies.ts";
 
 /** Description of one command, as COMMAND reports it. */
 export interface CommandDescription {
@@ -21,8 +22,10 @@ export interface CommandDescription {
 export interface ClientSession {
   /** Number of the connection, unique within the server process. */
   readonly id: number;
-  /** Name set with CLIENT SETNAME, or null. */
+  /** Name set with CLIENT SETNAME or HELLO, or null. */
   name: string | null;
+  /** Protocol of the replies: 2 until HELLO 3. */
+  protocol: RespVersion;
 }
 
 /**
@@ -80,19 +83,19 @@ function describeCommand(name: string, description: CommandDescription): Buffer 
 }
 
 /** Replies to COMMAND with `args` after the name, from the table of commands by upper-case name. */
-export function commandReply(commands: Readonly<Record<string, CommandDescription>>, args: Buffer[]): Buffer {
+export function commandReply(commands: Readonly<Record<string, CommandDescription>>, args: Buffer[], version: RespVersion): Buffer {
   const names = Object.keys(commands);
   if (args.length === 0) return array(names.map((name) => describeCommand(name, commands[name]!)));
   const sub = argText(args[0]!).toUpperCase();
   if (sub === "COUNT" && args.length === 1) return integer(names.length);
   if (sub === "LIST" && args.length === 1) return array(names.map((name) => bulk(name.toLowerCase())));
   if (sub === "INFO") {
-    if (args.length === 1) return commandReply(commands, []);
+    if (args.length === 1) return commandReply(commands, [], version);
     return array(
       args.slice(1).map((arg) => {
         const name = argText(arg).toUpperCase();
         const description = commands[name];
-        return description ? describeCommand(name, description) : NIL;
+        return description ? describeCommand(name, description) : nullReply(version);
       }),
     );
   }
@@ -102,7 +105,7 @@ export function commandReply(commands: Readonly<Record<string, CommandDescriptio
 }
 
 /** Replies to CONFIG with `args` after the name; `settings` are the node's name and value pairs. */
-export function configReply(settings: ReadonlyArray<readonly [string, string]>, args: Buffer[]): Buffer {
+export function configReply(settings: ReadonlyArray<readonly [string, string]>, args: Buffer[], version: RespVersion): Buffer {
   const sub = argText(args[0]!).toUpperCase();
   if (sub === "GET") {
     if (args.length < 2) return error("ERR wrong number of arguments for 'config|get' command");
@@ -111,7 +114,7 @@ export function configReply(settings: ReadonlyArray<readonly [string, string]>, 
     for (const [name, value] of settings) {
       if (matchers.some((matches) => matches(name))) reply.push(bulk(name), bulk(value));
     }
-    return array(reply);
+    return map(reply, version);
   }
   if (sub === "SET" || sub === "REWRITE" || sub === "RESETSTAT") {
     return error(`ERR CONFIG ${sub} is not supported: EchoKV takes its settings as flags of echokv serve, so restart the node with the new flags`);
@@ -119,18 +122,80 @@ export function configReply(settings: ReadonlyArray<readonly [string, string]>, 
   return error(`ERR unknown subcommand '${argText(args[0]!).slice(0, 64)}'; EchoKV supports CONFIG GET`);
 }
 
+/** Returns the error for an invalid connection name, or null when `name` is valid. */
+function invalidClientName(name: string): Buffer | null {
+  return /[^\x21-\x7e]/.test(name) ? error("ERR Client names cannot contain spaces, newlines or special characters.") : null;
+}
+
 /** Replies to CLIENT with `args` after the name, for the connection's `session`. */
 export function clientReply(session: ClientSession, args: Buffer[]): Buffer {
   const sub = argText(args[0]!).toUpperCase();
   if (sub === "SETNAME" && args.length === 2) {
     const name = argText(args[1]!);
-    if (/[^\x21-\x7e]/.test(name)) return error("ERR Client names cannot contain spaces, newlines or special characters.");
+    const invalid = invalidClientName(name);
+    if (invalid !== null) return invalid;
     session.name = name === "" ? null : name;
     return OK;
   }
-  if (sub === "GETNAME" && args.length === 1) return session.name === null ? NIL : bulk(session.name);
+  if (sub === "GETNAME" && args.length === 1) return session.name === null ? nullReply(session.protocol) : bulk(session.name);
   if (sub === "ID" && args.length === 1) return integer(session.id);
   // Client libraries announce their name and version; EchoKV has nowhere to show them.
   if (sub === "SETINFO" && args.length === 3) return OK;
   return error(`ERR unknown subcommand or wrong number of arguments for 'CLIENT ${argText(args[0]!).slice(0, 64)}'; EchoKV supports CLIENT SETNAME, GETNAME, ID and SETINFO`);
+}
+
+/** The reply to AUTH, and to HELLO with AUTH: EchoKV has no users or passwords to check. */
+export const NO_AUTH_ERROR = error(
+  "ERR EchoKV has no authentication: connect without a username and password, and keep the client port on a trusted network",
+);
+
+/**
+ * Replies to HELLO with `args` after the name: `HELLO [protover [AUTH
+ * username password] [SETNAME name]]`. Switches the connection's `session`
+ * to RESP2 or RESP3 and replies, in the new protocol, with a map that
+ * describes the server.
+ */
+export function helloReply(session: ClientSession, args: Buffer[]): Buffer {
+  let version = session.protocol;
+  let name: string | undefined;
+  if (args.length > 0) {
+    const requested = argText(args[0]!);
+    if (!/^-?\d{1,18}$/.test(requested)) return error("ERR Protocol version is not an integer or out of range");
+    if (requested !== "2" && requested !== "3") return error("NOPROTO unsupported protocol version");
+    version = requested === "2" ? 2 : 3;
+    for (let i = 1; i < args.length; i++) {
+      const option = argText(args[i]!).toUpperCase();
+      if (option === "AUTH" && i + 2 < args.length) return NO_AUTH_ERROR;
+      if (option === "SETNAME" && i + 1 < args.length) {
+        name = argText(args[++i]!);
+        const invalid = invalidClientName(name);
+        if (invalid !== null) return invalid;
+        continue;
+      }
+      return error(`ERR Syntax error in HELLO option '${option.slice(0, 64)}'`);
+    }
+  }
+
+  session.protocol = version;
+  if (name !== undefined) session.name = name === "" ? null : name;
+  return map(
+    [
+      bulk("server"),
+      bulk("echokv"),
+      bulk("version"),
+      bulk(VERSION),
+      bulk("proto"),
+      integer(version),
+      bulk("id"),
+      integer(session.id),
+      bulk("mode"),
+      bulk("standalone"),
+      // Every member takes writes (a follower forwards them), as a Redis primary does.
+      bulk("role"),
+      bulk("master"),
+      bulk("modules"),
+      array([]),
+    ],
+    version,
+  );
 }

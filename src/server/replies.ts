@@ -2,7 +2,7 @@
 // re-encoding of replies relayed from the leader.
 
 import { NodeError, type ErrorCode } from "../node/errors.ts";
-import { array, bulk, error, integer, simpleString, type RespValue } from "../protocol/resp.ts";
+import { array, bulk, error, integer, nullReply, simpleString, type RespValue, type RespVersion } from "../protocol/resp.ts";
 
 /** RESP error prefix for each node error code; clients can switch on the first word. */
 const ERROR_PREFIXES: Record<ErrorCode, string> = {
@@ -25,10 +25,12 @@ export function errorReply(err: unknown): Buffer {
 }
 
 export const OK = simpleString("OK");
-export const NIL = bulk(null);
 
-/** Encodes a reply value received from another node so it can be relayed unchanged. */
-export function encodeValue(value: RespValue): Buffer {
+/**
+ * Encodes a reply value received from another node so it can be relayed
+ * unchanged, with nulls in the client's protocol `version`.
+ */
+export function encodeValue(value: RespValue, version: RespVersion): Buffer {
   switch (value.type) {
     case "simple":
       return simpleString(value.value);
@@ -37,9 +39,10 @@ export function encodeValue(value: RespValue): Buffer {
     case "integer":
       return integer(value.value);
     case "bulk":
-      return bulk(value.value);
+      return value.value === null ? nullReply(version) : bulk(value.value);
     case "array":
-      return array(value.value === null ? null : value.value.map(encodeValue));
+      if (value.value === null) return version === 3 ? nullReply(version) : array(null);
+      return array(value.value.map((item) => encodeValue(item, version)));
     default: {
       const unreachable: never = value;
       throw new Error(`unknown RESP value ${JSON.stringify(unreachable)}`);

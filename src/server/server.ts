@@ -9,12 +9,13 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { KvCommand } from "../kv/command.ts";
 import type { ApplyResult } from "../kv/store.ts";
 import type { EchoNode, ProposalWaiter } from "../node/node.ts";
-import { array, bulk, error, integer, RespParser, simpleString, type RespLimits } from "../protocol/resp.ts";
+import { array, bulk, error, integer, push, RespParser, simpleString, type RespLimits } from "../protocol/resp.ts";
 import { listenFailure, parseHostPort } from "../transport/address.ts";
 import {
   dispatch,
   leaderWrite,
   leaderWriteFailed,
+  lookupCommand,
   type CommandContext,
   type CommandKind,
   type Consistency,
@@ -133,13 +134,28 @@ export class RespServer {
   readonly #parserLimits: RespLimits;
   #listener: TCPSocketListener<Connection> | null = null;
   #clients = 0;
+  #connectionsRejected = 0;
+  #commandsProcessed = 0;
   readonly #finishWrite: FinishWrite = (socket, slot, reply) => this.#finish(socket, "write", slot, reply);
 
   constructor(options: ServerOptions) {
     this.#options = options;
     this.#logger = options.logger;
     this.#forwarder = new LeaderForwarder(options.node, options.logger, options.requestTimeoutMs, options.retryDelayMs);
-    this.#context = { node: options.node, forwarder: this.#forwarder, limits: options.limits, settings: options.settings, forwarded: false };
+    this.#context = {
+      node: options.node,
+      forwarder: this.#forwarder,
+      limits: options.limits,
+      settings: options.settings,
+      forwarded: false,
+      clientStats: () => ({
+        connected: this.#clients,
+        maxClients: this.#options.maxClients,
+        connectionsReceived: this.#connectionCount,
+        connectionsRejected: this.#connectionsRejected,
+        commandsProcessed: this.#commandsProcessed,
+      }),
+    };
     // The parser accepts bulk strings up to twice the value limit, so that a
     // moderately oversized value gets a TOOLARGE error naming the limit. A
     // larger announced length is a protocol error and closes the connection.
@@ -193,7 +209,7 @@ export class RespServer {
   #onOpen(socket: Socket<Connection>): void {
     socket.data = {
       parser: new RespParser(this.#parserLimits),
-      context: { ...this.#context, session: { id: ++this.#connectionCount, name: null, consistency: this.#options.defaultConsistency } },
+      context: { ...this.#context, session: { id: ++this.#connectionCount, name: null, protocol: 2, consistency: this.#options.defaultConsistency } },
       slots: [],
       waiting: [],
       pending: 0,
@@ -208,6 +224,7 @@ export class RespServer {
     };
     this.#clients++;
     if (this.#clients > this.#options.maxClients) {
+      this.#connectionsRejected++;
       socket.data.closing = true;
       socket.end(error(`ERR max number of clients reached (${this.#options.maxClients}, --max-clients)`));
     }
@@ -229,11 +246,13 @@ export class RespServer {
       const parsed = conn.parser.next();
       if (parsed.kind === "incomplete") break;
       if (parsed.kind === "error") {
+        this.#logger.warn("closing client connection after a protocol error", { remote: socket.remoteAddress, error: parsed.message });
         this.#enqueue(socket, error(`ERR Protocol error: ${parsed.message}`));
         conn.closing = true;
         break;
       }
       if (parsed.args.length === 0) continue;
+      this.#commandsProcessed++;
       const name = parsed.args[0].toString("latin1").toUpperCase();
       if (name === "QUIT") {
         this.#enqueue(socket, Buffer.from("+OK\r\n"));
@@ -244,7 +263,8 @@ export class RespServer {
         this.#transaction(socket, name);
         continue;
       }
-      if (name === "SUBSCRIBE" || name === "UNSUBSCRIBE" || conn.channels.size > 0) {
+      // In RESP2 a subscribed connection takes pub/sub commands only; RESP3 lifts that limit.
+      if (name === "SUBSCRIBE" || name === "UNSUBSCRIBE" || (conn.channels.size > 0 && conn.context.session.protocol === 2)) {
         this.#pubsub(socket, name, parsed.args.slice(1));
         continue;
       }
@@ -348,26 +368,36 @@ export class RespServer {
     }
   }
 
-  /** Redis pub/sub semantics for SUBSCRIBE cluster-events, the event stream of this node. */
+  /**
+   * Redis pub/sub semantics for SUBSCRIBE cluster-events, the event stream of
+   * this node. Confirmations and messages are RESP3 pushes on a RESP3
+   * connection. EchoKV has no PUBLISH, so other channels are rejected.
+   */
   #pubsub(socket: Socket<Connection>, name: string, channels: Buffer[]): void {
     const conn = socket.data;
+    const session = conn.context.session;
     const confirm = (kind: string, channel: string | null) =>
-      array([bulk(kind), bulk(channel), integer(conn.channels.size)]);
+      push([bulk(kind), bulk(channel), integer(conn.channels.size)], session.protocol);
 
     if (name === "SUBSCRIBE") {
       if (channels.length === 0) {
         this.#enqueue(socket, error("ERR wrong number of arguments for 'subscribe' command"));
         return;
       }
-      for (const raw of channels) {
-        const channel = raw.toString("utf8");
+      const names = channels.map((raw) => raw.toString("utf8"));
+      const unknown = names.find((channel) => channel !== EVENTS_CHANNEL);
+      if (unknown !== undefined) {
+        this.#enqueue(socket, error(`ERR no such channel '${unknown.slice(0, 64)}': EchoKV publishes on ${EVENTS_CHANNEL} only, and has no PUBLISH`));
+        return;
+      }
+      for (const channel of names) {
         conn.channels.add(channel);
         this.#enqueue(socket, confirm("subscribe", channel));
       }
-      if (conn.channels.has(EVENTS_CHANNEL) && !conn.unsubscribe) {
+      if (!conn.unsubscribe) {
         conn.unsubscribe = this.#options.node.onEvent((event) => {
           if (conn.closed) return;
-          this.#enqueue(socket, array([bulk("message"), bulk(EVENTS_CHANNEL), bulk(JSON.stringify(event))]));
+          this.#enqueue(socket, push([bulk("message"), bulk(EVENTS_CHANNEL), bulk(JSON.stringify(event))], session.protocol));
           this.#flush(socket);
         });
       }
@@ -384,6 +414,8 @@ export class RespServer {
       }
     } else if (name === "PING") {
       this.#enqueue(socket, array([bulk("pong"), bulk("")]));
+    } else if (lookupCommand(name) === undefined) {
+      this.#enqueue(socket, error(`ERR unknown command '${name.toLowerCase().slice(0, 64)}'`));
     } else {
       this.#enqueue(socket, error(`ERR Can't execute '${name.toLowerCase()}': only (UN)SUBSCRIBE / PING / QUIT are allowed in this context`));
     }

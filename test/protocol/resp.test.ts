@@ -6,6 +6,9 @@ import {
   encodeCommand,
   error,
   integer,
+  map,
+  nullReply,
+  push,
   RespParser,
   RespReplyParser,
   simpleString,
@@ -189,7 +192,7 @@ describe("multibulk requests", () => {
     ["*2\r\n$-1\r\n", "invalid bulk length"],
     ["*1\r\n$abc\r\n", "invalid bulk length"],
     ["*1\r\n$-0\r\n", "invalid bulk length"],
-    ["*1\r\n$4294967296\r\n", "invalid bulk length"],
+    ["*1\r\n$4294967296\r\n", "bulk string of 4294967296 bytes exceeds the maximum of 536870912 bytes"],
     [`*1\r\n$${"1".repeat(40)}`, "too big bulk count string"],
     ["*1\r\nfoo\r\n", "expected '$', got 'f'"],
     ["*1\r\n\x01", "expected '$', got '\\x01'"],
@@ -221,7 +224,7 @@ describe("multibulk requests", () => {
   test("oversized bulk rejected before data", () => {
     const limits = { ...DEFAULT_RESP_LIMITS, maxBulkBytes: 1024 };
     expect(parse("*1\r\n$1024\r\n", limits).end).toBe("incomplete");
-    expect(parse("*1\r\n$1025\r\n", limits).end).toBe("invalid bulk length");
+    expect(parse("*1\r\n$1025\r\n", limits).end).toBe("bulk string of 1025 bytes exceeds the maximum of 1024 bytes");
   });
 
   test("announced bulk is not preallocated", () => {
@@ -353,6 +356,12 @@ describe("encoders", () => {
     ["empty array", array([]), "*0\r\n"],
     ["null array", array(null), "*-1\r\n"],
     ["command", encodeCommand(["SET", "k", ""]), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"],
+    ["RESP2 null", nullReply(2), "$-1\r\n"],
+    ["RESP3 null", nullReply(3), "_\r\n"],
+    ["RESP2 map", map([bulk("a"), integer(1)], 2), "*2\r\n$1\r\na\r\n:1\r\n"],
+    ["RESP3 map", map([bulk("a"), integer(1)], 3), "%1\r\n$1\r\na\r\n:1\r\n"],
+    ["RESP2 push", push([bulk("a")], 2), "*1\r\n$1\r\na\r\n"],
+    ["RESP3 push", push([bulk("a")], 3), ">1\r\n$1\r\na\r\n"],
   ];
 
   for (const [name, encoded, wire] of cases) {
@@ -406,6 +415,10 @@ describe("reply parser", () => {
     ["null bulk", "$-1\r\n", [{ type: "bulk", value: null }]],
     ["null array", "*-1\r\n", [{ type: "array", value: null }]],
     ["empty array", "*0\r\n", [{ type: "array", value: [] }]],
+    ["RESP3 null", "_\r\n", [{ type: "bulk", value: null }]],
+    ["RESP3 map", "%1\r\n+a\r\n:1\r\n", [{ type: "array", value: [{ type: "simple", value: "a" }, { type: "integer", value: 1 }] }]],
+    ["RESP3 push", ">1\r\n:1\r\n", [{ type: "array", value: [{ type: "integer", value: 1 }] }]],
+    ["RESP3 null map", "%-1\r\n", ["error: invalid array length"]],
     [
       "nested array",
       "*3\r\n$1\r\na\r\n*2\r\n:1\r\n*0\r\n+OK\r\n",

@@ -78,7 +78,10 @@ describe("forwarding", () => {
     const error = await forwardError(new LeaderForwarder(followerOf([leader.port]), silentLogger, 3_000, 10));
     expect(error).toBeInstanceOf(NodeError);
     expect((error as NodeError).code).toBe("TIMEOUT");
-    expect((error as NodeError).message).toContain("the outcome is unknown");
+    const message = (error as NodeError).message;
+    expect(message).toStartWith(`the connection to leader node-1 at 127.0.0.1:${leader.port} closed before its reply (`);
+    expect(message.split("the outcome is unknown").length).toBe(2);
+    expect(message).not.toContain("FORWARDED");
     await Bun.sleep(100);
     expect(leader.received()).toBe(1);
   });

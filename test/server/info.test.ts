@@ -5,7 +5,7 @@
 
 import { describe, expect, test } from "bun:test";
 import type { NodeStatus } from "../../src/node/node.ts";
-import { formatInfo } from "../../src/server/info.ts";
+import { formatInfo, type ClientStats } from "../../src/server/info.ts";
 
 const members = ["node-1", "node-2", "node-3"].map((id, i) => ({
   id,
@@ -59,7 +59,7 @@ describe("INFO member lines", () => {
           "node-3": { match: 0, next: 121, state: "probe", recentActive: false },
         },
         lastContactMs: { "node-2": 12, "node-3": 4_000 },
-      }),
+      }), null,
       "members",
     );
     const answered = memberFields(info, 1);
@@ -74,7 +74,7 @@ describe("INFO member lines", () => {
 
   test("follower reports contact with its leader only", () => {
     const info = formatInfo(
-      status({ id: "node-2", role: "follower", leaderId: "node-1", lastContactMs: { "node-1": 30, "node-3": 15_000 } }),
+      status({ id: "node-2", role: "follower", leaderId: "node-1", lastContactMs: { "node-1": 30, "node-3": 15_000 } }), null,
       "members",
     );
     expect(memberFields(info, 0).get("last_contact_ms")).toBe("30");
@@ -82,22 +82,41 @@ describe("INFO member lines", () => {
   });
 
   test("removed flag in the raft section", () => {
-    expect(formatInfo(status({ removed: true }), "raft")).toContain("removed:1");
-    expect(formatInfo(status({}), "raft")).toContain("removed:0");
+    expect(formatInfo(status({ removed: true }), null, "raft")).toContain("removed:1");
+    expect(formatInfo(status({}), null, "raft")).toContain("removed:0");
   });
 
   test("several sections in one request", () => {
-    const info = formatInfo(status({}), "raft", "keyspace", "nosuchsection");
+    const info = formatInfo(status({}), null, "raft", "keyspace", "nosuchsection");
     expect(info).toContain("# Raft\r\n");
     expect(info).toContain("# Keyspace\r\nkeys:10\r\ndb0:keys=10,expires=0,avg_ttl=0\r\n");
-    expect(formatInfo(status({ keys: 0 }), "keyspace")).not.toContain("db0:");
+    expect(formatInfo(status({ keys: 0 }), null, "keyspace")).not.toContain("db0:");
     expect(info).not.toContain("# Server");
-    expect(formatInfo(status({}))).toContain("# Server");
-    expect(formatInfo(status({}), "default")).toContain("# Memory");
+    expect(formatInfo(status({}), null)).toContain("# Server");
+    expect(formatInfo(status({}), null, "default")).toContain("# Memory");
   });
 
   test("a pre-candidate reports its own role, as its log lines and events do", () => {
-    const info = formatInfo(status({ role: "precandidate", leaderId: null }), "raft");
+    const info = formatInfo(status({ role: "precandidate", leaderId: null }), null, "raft");
     expect(info).toContain("role:precandidate");
+  });
+});
+
+describe("INFO clients and stats", () => {
+  const clients: ClientStats = { connected: 3, maxClients: 10_000, connectionsReceived: 41, connectionsRejected: 2, commandsProcessed: 1_234 };
+
+  test("sections carry Redis field names", () => {
+    const info = formatInfo(status({}), clients, "clients", "stats");
+    expect(info).toContain("# Clients\r\nconnected_clients:3\r\nblocked_clients:0\r\nmaxclients:10000\r\n");
+    expect(info).toContain("# Stats\r\ntotal_connections_received:41\r\ntotal_commands_processed:1234\r\nrejected_connections:2\r\n");
+  });
+
+  test("memory has used_memory", () => {
+    expect(formatInfo(status({}), clients, "memory")).toMatch(/\r\nused_memory:\d+\r\n/);
+  });
+
+  test("left out without counters", () => {
+    expect(formatInfo(status({}), null)).not.toContain("# Clients");
+    expect(formatInfo(status({}), clients)).toContain("# Stats");
   });
 });
