@@ -416,6 +416,10 @@ const COMMAND_DESCRIPTIONS: Record<string, CommandDescription> = Object.fromEntr
     return [name, { minArgs: spec.minArgs, maxArgs: spec.maxArgs, flags, keys: spec.keys }];
   }),
 );
+// The server handles these before dispatch(), so they have no entry in COMMANDS.
+COMMAND_DESCRIPTIONS.SUBSCRIBE = { minArgs: 1, maxArgs: Infinity, flags: ["pubsub"] };
+COMMAND_DESCRIPTIONS.UNSUBSCRIBE = { minArgs: 0, maxArgs: Infinity, flags: ["pubsub"] };
+COMMAND_DESCRIPTIONS.QUIT = { minArgs: 0, maxArgs: 0, flags: [] };
 
 export function lookupCommand(name: string): CommandSpec | undefined {
   return COMMANDS[name];

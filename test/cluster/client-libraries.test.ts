@@ -6,7 +6,17 @@
 import { describe, expect } from "bun:test";
 import Redis from "ioredis";
 import { createClient, type RedisClientType } from "redis";
-import { Cluster, clusterTest, installClusterHooks, RawConnection, sendCommand, sharedFixture, waitFor, type ClusterNode } from "../support/cluster.ts";
+import {
+  Cluster,
+  clusterTest,
+  describeReply,
+  installClusterHooks,
+  RawConnection,
+  sendCommand,
+  sharedFixture,
+  waitFor,
+  type ClusterNode,
+} from "../support/cluster.ts";
 
 installClusterHooks();
 
@@ -156,6 +166,18 @@ describe("RESP3", () => {
       expect(auth).toEqual({ type: "error", message: expect.stringContaining("EchoKV has no authentication") });
       const subscribe = await sendCommand(follower.clientAddr, ["SUBSCRIBE", "cluster-events", "news"]);
       expect(subscribe).toEqual({ type: "error", message: expect.stringContaining("no such channel 'news'") });
+    },
+    30_000,
+  );
+
+  clusterTest(
+    "COMMAND lists pub/sub commands",
+    async () => {
+      const { follower } = await threeNodes();
+      const reply = await sendCommand(follower.clientAddr, ["COMMAND", "INFO", "subscribe", "unsubscribe", "quit"]);
+      expect(describeReply(reply)).toBe(
+        '[["subscribe", :-2, ["pubsub"], :0, :0, :0, [], [], [], []], ["unsubscribe", :-1, ["pubsub"], :0, :0, :0, [], [], [], []], ["quit", :1, [], :0, :0, :0, [], [], [], []]]',
+      );
     },
     30_000,
   );
