@@ -8,7 +8,7 @@ import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { snapshotCommand } from "./cli/snapshot.ts";
 import { tuiCommand } from "./cli/tui.ts";
-import { VERSION } from "./server/info.ts";
+import { BUILD_COMMIT, VERSION } from "./build-info.ts";
 import { applyServeHeapOptions } from "./heap-options.ts";
 
 /** Prints a failed command's error as one plain line and exits: 2 for bad usage, 1 otherwise. */
@@ -42,7 +42,7 @@ function guarded<T extends CommandDef<any>>(command: T): T {
 }
 
 const main = defineCommand({
-  meta: { name: "echokv", version: VERSION, description: "A small strongly consistent replicated key-value store speaking RESP" },
+  meta: { name: "echokv", version: `${VERSION} (commit ${BUILD_COMMIT})`, description: "A small strongly consistent replicated key-value store speaking RESP" },
   subCommands: {
     serve: guarded(serveCommand),
     cli: guarded(cliCommand),

@@ -255,6 +255,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   });
   // From here on, every line names the node and its current term.
   const nodeLogger = logger.with(() => ({ node: settings.nodeId, term: node.term }));
+  for (const conversion of storage.conversions) nodeLogger.info("data directory converted", { change: conversion });
   if (mode === "bootstrap" && settings.restore === null) nodeLogger.info("bootstrapped a new one-node cluster", { cluster: node.clusterId ?? "" });
   if (mode === "recover" && settings.joinAddr) {
     nodeLogger.info("node has cluster state; not joining again", { join_addr: settings.joinAddr });

@@ -1,9 +1,9 @@
 // INFO, MEMBERS and LEADER replies, in the Redis `field:value` style.
 
 import { heapStats } from "bun:jsc";
+import { BUILD_COMMIT, VERSION } from "../build-info.ts";
 import type { NodeStatus } from "../node/node.ts";
 
-export const VERSION = "0.1.0";
 
 function memberLine(status: NodeStatus, index: number): string {
   const member = status.members[index];
@@ -67,6 +67,7 @@ export function formatInfo(status: NodeStatus, clients: ClientStats | null, ...r
   const sections: Record<string, string[]> = {
     server: [
       `echokv_version:${VERSION}`,
+      `echokv_build:${BUILD_COMMIT}`,
       `node_id:${status.id}`,
       `cluster_id:${status.clusterId ?? ""}`,
       `client_addr:${status.clientAddr}`,

@@ -4,7 +4,7 @@
 // supports, never a reply of the wrong type.
 
 import { argText, array, bulk, error, integer, map, nullReply, type RespVersion } from "../protocol/resp.ts";
-import { VERSION } from "./info.ts";
+import { VERSION } from "../build-info.ts";
 import { OK } from "./replies.ts";
 
 /** Description of one command, as COMMAND reports it. */

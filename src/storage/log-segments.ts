@@ -66,13 +66,21 @@ function rowChecksum(index: number, term: number, kind: number, data: Uint8Array
   return crc >>> 0;
 }
 
-/** Adds the checksum column to segments created before it existed. Call it inside a transaction. */
-export function addChecksumColumns(db: Database): void {
+/**
+ * Adds the checksum column to segments created before it existed, and
+ * returns how many it changed. Call it inside a transaction.
+ */
+export function addChecksumColumns(db: Database): number {
   const ids = db.query<{ id: number }, []>("SELECT id FROM log_segments").all();
+  let added = 0;
   for (const { id } of ids) {
     const columns = db.query<{ name: string }, []>(`PRAGMA table_info(${tableName(id)})`).all();
-    if (columns.length > 0 && !columns.some((column) => column.name === "crc")) db.exec(`ALTER TABLE ${tableName(id)} ADD COLUMN crc INTEGER`);
+    if (columns.length > 0 && !columns.some((column) => column.name === "crc")) {
+      db.exec(`ALTER TABLE ${tableName(id)} ADD COLUMN crc INTEGER`);
+      added++;
+    }
   }
+  return added;
 }
 
 /** Creates the segment list when missing. */

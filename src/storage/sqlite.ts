@@ -78,6 +78,8 @@ export class SqliteStorage {
    * null, compaction runs at once on this connection.
    */
   compactor: ((meta: SnapshotMeta) => void) | null = null;
+  /** Descriptions of the format conversions that opening the data directory made, for the node's log. */
+  readonly conversions: string[] = [];
 
   private constructor(path: string, db: Database) {
     this.path = path;
@@ -148,9 +150,15 @@ export class SqliteStorage {
         migrateSingleLogTable(this.#db, this.logBaseIndex());
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));
       }).immediate();
+      this.conversions.push(`converted the stored log from schema version 1 to ${SCHEMA_VERSION}; builds that read only version 1 can no longer open this data directory`);
     }
     // A new nullable column: builds without it still read and write these tables.
-    this.#db.transaction(() => addChecksumColumns(this.#db)).immediate();
+    const checksummed = this.#db.transaction(() => addChecksumColumns(this.#db)).immediate();
+    if (checksummed > 0) {
+      this.conversions.push(
+        `added entry checksums to ${checksummed} log ${checksummed === 1 ? "table" : "tables"} that an earlier build wrote; their existing entries and any that earlier builds write later stay unchecked`,
+      );
+    }
     if (storedNode === null) {
       this.#db.transaction(() => {
         this.#setMeta.run("schema_version", String(SCHEMA_VERSION));

@@ -68,4 +68,23 @@ describe("process setup", () => {
     },
     30_000,
   );
+
+  clusterTest(
+    "version names the build's commit",
+    async () => {
+      const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: import.meta.dir });
+      const head = git.stdout.toString().trim();
+      const result = await runEchokv(["--version"], { timeoutMs: 10_000 });
+      expect(result.exitCode).toBe(0);
+      // The binary comes from this checkout, unless it was built before the newest commit.
+      expect(result.stdout.trim()).toMatch(/^\d+\.\d+\.\d+ \(commit [0-9a-f]{12}(-dirty)?\)$/);
+      if (git.exitCode === 0) expect(result.stdout).toContain(`(commit ${head}`);
+
+      const cluster = new Cluster({ name: "version" });
+      const [node] = await cluster.startCluster(1);
+      const commit = /\(commit (\S+)\)/.exec(result.stdout)![1];
+      expect((await cluster.info(node!)).get("echokv_build")).toBe(commit);
+    },
+    30_000,
+  );
 });

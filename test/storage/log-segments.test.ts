@@ -239,6 +239,7 @@ describe("schema version 1", () => {
     const dir = newDir();
     writeVersion1(dir, 100, 600);
     const storage = SqliteStorage.open(dir, "node-1");
+    expect(storage.conversions[0]).toStartWith("converted the stored log from schema version 1 to 2");
     const state = storage.load();
     expect(state.hardState).toEqual({ term: 4, votedFor: "node-1", commitIndex: 600 });
     expect(state.logBase?.lastIndex).toBe(100);
@@ -328,6 +329,21 @@ describe("checksums", () => {
     const dir = storedLog();
     tamper(dir, "UPDATE log_1 SET term = 9 WHERE idx = 12");
     expect(loadError(dir)).toContain("log entry 12 is corrupt");
+  });
+
+  test("column added to older tables", () => {
+    const dir = storedLog();
+    tamper(dir, "ALTER TABLE log_1 DROP COLUMN crc");
+    const storage = SqliteStorage.open(dir, "node-1");
+    expect(storage.conversions).toEqual([
+      "added entry checksums to 1 log table that an earlier build wrote; their existing entries and any that earlier builds write later stay unchecked",
+    ]);
+    expect(storage.load().entries.length).toBe(20);
+    storage.close();
+
+    const reopened = SqliteStorage.open(dir, "node-1");
+    expect(reopened.conversions).toEqual([]);
+    reopened.close();
   });
 
   test("rows without a checksum load", () => {
