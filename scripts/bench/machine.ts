@@ -82,10 +82,8 @@ export function collectMachineFacts(echokvBinary: string, builtAt: Date): Machin
     memoryGiB: totalmem() / 2 ** 30,
     versions: {
       bun: Bun.version,
-      echokv:
-        `${firstLine([echokvBinary, "--version"])} (dist/echokv built ${builtAt.toISOString().slice(0, 16).replace("T", " ")} UTC; ` +
-        `work tree at git ${firstLine(["git", "rev-parse", "--short", "HEAD"])}` +
-        (firstLine(["git", "status", "--porcelain", "--untracked-files=no"]) === "" ? ")" : " with uncommitted changes)"),
+      // The version names the commit, with "-dirty" for a build from uncommitted changes.
+      echokv: `${firstLine([echokvBinary, "--version"])}, dist/echokv built ${builtAt.toISOString().slice(0, 16).replace("T", " ")} UTC`,
       etcd: firstLine(["etcd", "--version"]),
       redis: firstLine(["redis-server", "--version"]),
     },
