@@ -581,6 +581,8 @@ export class EchoNode {
     this.#checkServing();
     if (this.#core.role !== "leader") throw this.#notLeaderError();
     if (target === this.id) return this.id;
+    const inProgress = this.#core.transferTarget;
+    if (inProgress !== null) throw new NodeError("BUSY", `a leadership transfer to ${inProgress} is under way; retry once it ends`);
     const transport = this.#transport;
     const chosen = target ?? this.#core.bestTransferTarget((id) => transport?.isConnected(id) ?? true);
     if (chosen === null) throw new NodeError("INVALID", "no other voter responded recently, so none can take over leadership");

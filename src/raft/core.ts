@@ -378,6 +378,11 @@ export class RaftCore {
     this.#startRead(id);
   }
 
+  /** The voter a leadership transfer is under way to, or null. */
+  get transferTarget(): NodeId | null {
+    return this.#transferTarget;
+  }
+
   /** Hands leadership to `target` once its log is caught up (thesis 3.10). */
   transferLeadership(target: NodeId): string | null {
     if (this.#role !== "leader") return "this node is not the leader";

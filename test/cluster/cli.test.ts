@@ -2,7 +2,20 @@
 // status, and the shell fed through a pipe and through a pseudo-terminal.
 
 import { describe, expect } from "bun:test";
-import { Cluster, clusterTest, freePort, installClusterHooks, requireBinary, runEchokv, runProgram, sharedFixture, track, waitFor } from "../support/cluster.ts";
+import {
+  Cluster,
+  clusterTest,
+  freePort,
+  installClusterHooks,
+  replyText,
+  requireBinary,
+  runEchokv,
+  runProgram,
+  sendCommand,
+  sharedFixture,
+  track,
+  waitFor,
+} from "../support/cluster.ts";
 
 installClusterHooks();
 
@@ -215,6 +228,13 @@ describe("cli shell", () => {
       for (const syntax of ["SET key value", "GET key [local|lease|linearizable]", "REMOVE node-id", "quit, exit"]) {
         expect(result.stdout).toContain(syntax);
       }
+      // Every command the node reports, but UNSUBSCRIBE: the shell ends a subscription with Ctrl+C.
+      const listed = await sendCommand(node.clientAddr, ["COMMAND", "LIST"]);
+      const names = listed.type === "array" && listed.value !== null ? listed.value.map((item) => replyText(item) ?? "") : [];
+      expect(names.length).toBeGreaterThan(20);
+      const words = new Set(result.stdout.toUpperCase().split(/[^A-Z]+/));
+      const missing = names.filter((name) => name !== "unsubscribe" && !words.has(name.toUpperCase()));
+      expect(missing).toEqual([]);
     },
     20_000,
   );

@@ -113,6 +113,29 @@ describe("leadership", () => {
   );
 
   clusterTest(
+    "second TRANSFER during one is BUSY",
+    async () => {
+      const cluster = new Cluster({ name: "transfer-busy" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const [paused, other] = nodes.filter((node) => node !== leader);
+      // A paused target never takes over, so the first transfer stays under way until it times out.
+      await cluster.kill(paused!, "SIGSTOP");
+      try {
+        // Separate connections: commands on one connection run one after another.
+        const first = sendCommand(leader.clientAddr, ["TRANSFER", paused!.id], 10_000);
+        await Bun.sleep(100);
+        const second = await sendCommand(leader.clientAddr, ["TRANSFER", other!.id], 5000);
+        expect(describeReply(second)).toStartWith(`-BUSY a leadership transfer to ${paused!.id} is under way`);
+        expect(describeReply(await first)).toStartWith("-TIMEOUT");
+      } finally {
+        await cluster.kill(paused!, "SIGCONT");
+      }
+    },
+    60_000,
+  );
+
+  clusterTest(
     "paused follower causes no election",
     async () => {
       const cluster = new Cluster({ name: "pause" });
