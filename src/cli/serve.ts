@@ -297,8 +297,10 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
     await Bun.sleep(100);
     const deadline = Date.now() + 1000;
     while (node.pendingProposals > 0 && Date.now() < deadline) await Bun.sleep(10);
-    server.stop();
+    // The node fails what still waits (writes with TIMEOUT, reads with
+    // SHUTDOWN) before the connections close, so clients get an error reply.
     await node.stop();
+    await server.stop();
   };
   fatal = (err) => {
     nodeLogger.error("node stopped after a fatal error", { error: err.message });

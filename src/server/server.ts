@@ -42,6 +42,9 @@ export interface ServerOptions {
   settings: ReadonlyArray<readonly [string, string]>;
 }
 
+/** Time that stop() gives the replies of failed commands to reach their sockets. */
+const REPLY_GRACE_MS = 20;
+
 /** Output bytes a slow reader may leave unread before its connection is closed. */
 const MAX_OUTPUT_BUFFER_BYTES = 256 * 1024 * 1024;
 
@@ -200,10 +203,15 @@ export class RespServer {
     this.#listener?.stop(false);
   }
 
-  stop(): void {
+  /**
+   * Fails the forwarded commands still waiting for the leader, lets their
+   * error replies reach the sockets, and closes every connection.
+   */
+  async stop(): Promise<void> {
+    this.#forwarder.close();
+    await Bun.sleep(REPLY_GRACE_MS);
     this.#listener?.stop(true);
     this.#listener = null;
-    this.#forwarder.close();
   }
 
   #onOpen(socket: Socket<Connection>): void {
@@ -263,7 +271,7 @@ export class RespServer {
         this.#transaction(socket, name);
         continue;
       }
-      // In RESP2 a subscribed connection takes pub/sub commands only; RESP3 lifts that limit.
+      // In RESP2 a subscribed connection takes pub/sub commands only, and RESP3 lifts that limit.
       if (name === "SUBSCRIBE" || name === "UNSUBSCRIBE" || (conn.channels.size > 0 && conn.context.session.protocol === 2)) {
         this.#pubsub(socket, name, parsed.args.slice(1));
         continue;

@@ -3,6 +3,7 @@
 // and the replies to JOIN for repeated and clashing ids.
 
 import { describe, expect } from "bun:test";
+import { encodeCommand } from "../../src/protocol/resp.ts";
 import {
   Cluster,
   clusterTest,
@@ -10,6 +11,7 @@ import {
   describeReply,
   findLostWrites,
   installClusterHooks,
+  RawConnection,
   replyText,
   sendCommand,
   waitFor,
@@ -130,6 +132,32 @@ describe("leadership", () => {
         expect(describeReply(await first)).toStartWith("-TIMEOUT");
       } finally {
         await cluster.kill(paused!, "SIGCONT");
+      }
+    },
+    60_000,
+  );
+
+  clusterTest(
+    "SIGTERM replies to a write in flight",
+    async () => {
+      const cluster = new Cluster({ name: "sigterm-in-flight" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const followers = nodes.filter((node) => node !== leader);
+      // Without a quorum the write waits until the leader stops.
+      for (const follower of followers) await cluster.kill(follower, "SIGSTOP");
+      try {
+        const connection = await RawConnection.open(leader.clientAddr);
+        connection.write(encodeCommand(["SET", "in-flight", "1"]));
+        await Bun.sleep(200);
+        await cluster.kill(leader, "SIGTERM");
+        const [reply] = await connection.readReplies(1, 10_000);
+        connection.close();
+        expect(reply).toBeDefined();
+        expect(describeReply(reply!)).toStartWith("-TIMEOUT the node shut down before the write was applied");
+        expect(await leader.exited()).toBe(0);
+      } finally {
+        for (const follower of followers) await cluster.kill(follower, "SIGCONT");
       }
     },
     60_000,
