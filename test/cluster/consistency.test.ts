@@ -36,11 +36,13 @@ describe("read consistency", () => {
     "followers learn a commit between heartbeats",
     async () => {
       // Heartbeats every 200 ms: a follower that waited for one would see
-      // half of these writes more than 100 ms late.
+      // about half of these writes more than 100 ms late. A few late ones
+      // are allowed, because a loaded machine can stall a process that long.
       const cluster = new Cluster({ name: "commit-news", tickMs: 200 });
       const nodes = await cluster.startCluster(3);
       const leader = await cluster.waitForLeader(nodes);
       const followers = nodes.filter((node) => node !== leader);
+      const late: string[] = [];
       for (let i = 0; i < 20; i++) {
         expect(replyText(await cluster.command(leader, ["SET", `news-${i}`, `v${i}`]))).toBe("OK");
         const acknowledged = performance.now();
@@ -49,9 +51,13 @@ describe("read consistency", () => {
           while (value !== `v${i}` && performance.now() - acknowledged < 100) {
             value = replyText(await cluster.command(follower, ["GET", `news-${i}`]));
           }
-          expect(`${follower.id} news-${i}: ${value}`).toBe(`${follower.id} news-${i}: v${i}`);
+          if (value !== `v${i}`) {
+            late.push(`${follower.id} news-${i}`);
+            await cluster.waitForValue(follower, `news-${i}`, `v${i}`, 5000);
+          }
         }
       }
+      expect(late.length, `seen more than 100 ms after the acknowledgement: ${late.join(", ")}`).toBeLessThanOrEqual(3);
     },
     60_000,
   );
