@@ -123,10 +123,15 @@ export function bulk(value: Uint8Array | string | null): Buffer {
   return out;
 }
 
+/** Encodes an aggregate of `count` already encoded elements behind its type byte: `*`, `%` or `>`. */
+function aggregate(type: string, count: number, items: readonly Uint8Array[]): Buffer {
+  return Buffer.concat([Buffer.from(`${type}${count}\r\n`), ...items]);
+}
+
 /** Encodes an array from already encoded elements, or the null array `*-1\r\n` for null. */
 export function array(items: readonly Uint8Array[] | null): Buffer {
   if (items === null) return Buffer.from("*-1\r\n");
-  return Buffer.concat([Buffer.from(`*${items.length}\r\n`), ...items]);
+  return aggregate("*", items.length, items);
 }
 
 /** Protocol version of a client connection: RESP2, or RESP3 after `HELLO 3`. */
@@ -146,14 +151,12 @@ export function nullReply(version: RespVersion): Buffer {
  */
 export function map(entries: readonly Uint8Array[], version: RespVersion): Buffer {
   if (entries.length % 2 !== 0) throw new RangeError(`a RESP map needs keys and values in pairs, got ${entries.length} elements`);
-  if (version === 2) return array(entries);
-  return Buffer.concat([Buffer.from(`%${entries.length / 2}\r\n`), ...entries]);
+  return version === 2 ? array(entries) : aggregate("%", entries.length / 2, entries);
 }
 
 /** Encodes an out-of-band message, such as a pub/sub message: `>n` in RESP3, an array in RESP2. */
 export function push(items: readonly Uint8Array[], version: RespVersion): Buffer {
-  if (version === 2) return array(items);
-  return Buffer.concat([Buffer.from(`>${items.length}\r\n`), ...items]);
+  return version === 2 ? array(items) : aggregate(">", items.length, items);
 }
 
 /** Returns a parsed command argument as UTF-8 text. */

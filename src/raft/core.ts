@@ -404,8 +404,8 @@ export class RaftCore {
    * Picks the most up-to-date voter other than this node among those that
    * responded within the last three heartbeat intervals, or returns null when
    * there is none. A peer that stopped responding would never take over.
-   * `reachable` lets the caller rule out peers it knows are down, such as
-   * one whose connection just closed.
+   * `reachable` lets the caller rule out peers that are down, such as one
+   * whose connection just closed.
    */
   bestTransferTarget(reachable: (id: NodeId) => boolean = () => true): NodeId | null {
     let best: NodeId | null = null;

@@ -407,19 +407,21 @@ async function readBarrier(ctx: CommandContext): Promise<void> {
 }
 
 /** Description of each command for COMMAND, with flags that follow from the command's kind. */
-const COMMAND_DESCRIPTIONS: Record<string, CommandDescription> = Object.fromEntries(
-  Object.entries(COMMANDS).map(([name, spec]) => {
-    let flags: string[] = [];
-    if (spec.kind === "write") flags = ["write"];
-    else if (spec.kind === "admin") flags = ["admin"];
-    else if (spec.keys) flags = ["readonly"];
-    return [name, { minArgs: spec.minArgs, maxArgs: spec.maxArgs, flags, keys: spec.keys }];
-  }),
-);
-// The server handles these before dispatch(), so they have no entry in COMMANDS.
-COMMAND_DESCRIPTIONS.SUBSCRIBE = { minArgs: 1, maxArgs: Infinity, flags: ["pubsub"] };
-COMMAND_DESCRIPTIONS.UNSUBSCRIBE = { minArgs: 0, maxArgs: Infinity, flags: ["pubsub"] };
-COMMAND_DESCRIPTIONS.QUIT = { minArgs: 0, maxArgs: 0, flags: [] };
+const COMMAND_DESCRIPTIONS: Record<string, CommandDescription> = {
+  ...Object.fromEntries(
+    Object.entries(COMMANDS).map(([name, spec]) => {
+      let flags: string[] = [];
+      if (spec.kind === "write") flags = ["write"];
+      else if (spec.kind === "admin") flags = ["admin"];
+      else if (spec.keys) flags = ["readonly"];
+      return [name, { minArgs: spec.minArgs, maxArgs: spec.maxArgs, flags, keys: spec.keys }];
+    }),
+  ),
+  // The server handles these before dispatch(), so they have no entry in COMMANDS.
+  SUBSCRIBE: { minArgs: 1, maxArgs: Infinity, flags: ["pubsub"] },
+  UNSUBSCRIBE: { minArgs: 0, maxArgs: Infinity, flags: ["pubsub"] },
+  QUIT: { minArgs: 0, maxArgs: 0, flags: [] },
+};
 
 export function lookupCommand(name: string): CommandSpec | undefined {
   return COMMANDS[name];

@@ -4,7 +4,6 @@ import { heapStats } from "bun:jsc";
 import { BUILD_COMMIT, VERSION } from "../build-info.ts";
 import type { NodeStatus } from "../node/node.ts";
 
-
 function memberLine(status: NodeStatus, index: number): string {
   const member = status.members[index];
   const progress = status.progress[member.id];

@@ -100,7 +100,7 @@ describe("leadership", () => {
       const nodes = await cluster.startCluster(4);
       const leader = await cluster.waitForLeader(nodes);
       expect(replyText(await cluster.command(leader, ["SET", "before-transfer", "1"]))).toBe("OK");
-      // It responded within the last heartbeat intervals, so only its closed connection tells it is gone.
+      // It responded within the last heartbeat intervals, so only its closed connection shows that it is gone.
       const dead = nodes.find((node) => node !== leader)!;
       await cluster.kill(dead);
       await waitFor(`${leader.id} to see its connection to ${dead.id} close`, () => leader.log().includes(`peer=${dead.id} addr=${dead.raftAddr} msg="peer connection lost"`), {
