@@ -3,8 +3,9 @@
 //   bun scripts/bench.ts [--runs N] [--quick]
 //
 // Starts a three-node EchoKV cluster from dist/echokv, a three-member etcd
-// cluster and one Redis server with every write fsynced, all on 127.0.0.1
-// free ports with data under a new directory in /tmp. Installs Debian's
+// cluster, one Redis server with every write fsynced, and the replication
+// floor of scripts/bench/floor.ts, all on 127.0.0.1 free ports with data
+// under a new directory in /tmp. Installs Debian's
 // etcd-server, redis-server and redis-tools packages with apt-get when `etcd`,
 // `redis-server` or `redis-benchmark` is missing. This process then drives
 // each system with the same workloads: sequential SET, and SET, local GET and
@@ -25,6 +26,7 @@ import { collectMachineFacts, measureDiskSpeed } from "./bench/machine.ts";
 import { checkServersRunning, measureRun, summarizeRuns, type RowSummary, type RunMeasurement } from "./bench/measure.ts";
 import { ensureDebianPackage, readCpuSeconds, readLoadAverage, stopServer, type ServerProcess } from "./bench/processes.ts";
 import {
+  formatFloorTable,
   formatRatioTable,
   formatResultsTable,
   formatTargetTable,
@@ -35,7 +37,7 @@ import {
   type SystemDescription,
 } from "./bench/report.ts";
 import { DRIVER_TITLES, measureRedisBenchmarkRun, runRedisBenchmark, type Driver } from "./bench/redis-benchmark.ts";
-import { startEchoKv, startEtcd, startRedis, type BenchSystem } from "./bench/systems.ts";
+import { startEchoKv, startEtcd, startFloor, startRedis, type BenchSystem } from "./bench/systems.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
 const binary = join(repoRoot, "dist", "echokv");
@@ -190,10 +192,11 @@ async function main(): Promise<void> {
     const machine = collectMachineFacts(binaryCopy, statSync(binary).mtime);
 
     const systems: BenchSystem[] = [];
-    console.error("starting EchoKV, etcd and Redis");
+    console.error("starting EchoKV, etcd, Redis and the replication floor");
     systems.push(await startEchoKv(binaryCopy, join(workDirectory, "echokv"), settings.valueBytes, servers));
     systems.push(await startEtcd(join(workDirectory, "etcd"), settings.valueBytes, servers));
     systems.push(await startRedis(join(workDirectory, "redis"), settings.valueBytes, servers));
+    systems.push(await startFloor(join(workDirectory, "floor"), settings.valueBytes, servers));
 
     const dataset = new Dataset(settings.keyCount, settings.valueBytes);
     const preloadLines = new Map<BenchSystem, string>();
@@ -262,6 +265,7 @@ async function main(): Promise<void> {
       formatResultsTable(rowsOf(rows, "bench")),
       `redis-benchmark:\n\n${formatResultsTable(rowsOf(rows, "redis-benchmark"))}`,
       `EchoKV / etcd:\n\n${formatRatioTable(rows)}`,
+      `EchoKV / floor:\n\n${formatFloorTable(rows)}`,
       `Targets:\n\n${formatTargetTable(rows)}`,
     ];
     console.log(`\n${tables.join("\n\n")}\n`);

@@ -107,6 +107,29 @@ export function formatRatioTable(rows: RowSummary[]): string {
   return lines.join("\n");
 }
 
+/**
+ * Formats EchoKV's SET rows as fractions of the replication floor's, with
+ * both load generators: throughput, p99 latency and server CPU per SET.
+ */
+export function formatFloorTable(rows: RowSummary[]): string {
+  const lines = [
+    "| Workload | Load generator | EchoKV / floor ops/s | EchoKV / floor p99 | EchoKV / floor CPU per SET |",
+    "| --- | --- | ---: | ---: | ---: |",
+  ];
+  for (const driver of ["bench", "redis-benchmark"] as const) {
+    for (const workload of ["sequential-set", "set"] as const) {
+      const echokv = findRow(rows, "EchoKV", workload, driver);
+      const floor = findRow(rows, "Floor", workload, driver);
+      if (!echokv || !floor) continue;
+      lines.push(
+        `| ${WORKLOAD_TITLES[workload]} | ${driver === "bench" ? "Bun" : "redis-benchmark"} | ${formatRatio(echokv.opsPerSecond / floor.opsPerSecond)} | ` +
+          `${formatRatio(echokv.p99Ms / floor.p99Ms)} | ${formatRatio(echokv.cpuMicrosecondsPerOpTotal / floor.cpuMicrosecondsPerOpTotal)} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
 interface TargetCheck {
   target: string;
   measured: string;
@@ -192,6 +215,7 @@ export function renderSection(report: Report): string {
   const serverList = report.systems
     .map((system) => `  - ${system.name} (${system.servers.map((server) => server.name).join(", ")}): load sent to ${system.target}. ${system.preload}`)
     .join("\n");
+  const serverCount = report.systems.reduce((sum, system) => sum + system.servers.length, 0);
   const notes = report.notes.length > 0 ? `\n\nNotes from this run:\n\n${report.notes.map((note) => `- ${note}.`).join("\n")}` : "";
   return `${SECTION_HEADING}
 
@@ -217,7 +241,7 @@ ${serverList}
   ${count(settings.keyCount)} keys and values are ${settings.valueBytes} bytes. Every key is
   written once before the first measurement, so a GET that finds no value
   counts as an error.
-- The RESP servers, EchoKV and Redis, are also driven by redis-benchmark
+- The RESP servers, EchoKV, Redis and the floor, are also driven by redis-benchmark
   (\`redis-benchmark -c 64 -n N -r ${settings.keyCount} -e --csv SET bench:__rand_int__ VALUE\`,
   and \`GET bench:__rand_int__\` with or without \`linearizable\`; \`-c 1\` for
   sequential SET), in the same rotation, right after the Bun generator's
@@ -227,6 +251,15 @@ ${serverList}
   Bun generator only. redis-benchmark reports the latency percentiles, and
   it prints at most one error reply per second, so its error count is a
   lower bound.
+- The replication floor (\`scripts/bench/floor.ts\`, three Bun processes)
+  does the least work a SET needs to be held durably by two of three nodes:
+  its leader sends each batch of SETs that arrived in one turn of the event
+  loop to two followers, inserts it into its own SQLite database (WAL,
+  synchronous=FULL) in one transaction, and replies once one follower has
+  done the same. It has no terms, elections, log matching, membership or
+  key-value map, and it runs SET only. So its rows bound what EchoKV could
+  reach with Bun and SQLite on this machine: a target beyond the floor's
+  figures cannot be met here.
 - EchoKV and Redis get RESP commands: \`SET k v\`, \`GET k\` (a local read on
   the node that receives it) and, for EchoKV, \`GET k linearizable\`. etcd gets
   its v3 HTTP/JSON gateway on the client port (\`POST /v3/kv/put\` and
@@ -247,7 +280,7 @@ ${serverList}
   milliseconds, so a short warm-up measures that too.
   The runs go workload by workload, and within a
   workload the systems take turns in a rotating order, so that a change in
-  background load affects all three.
+  background load affects all of them.
 - ops/s counts successful operations over the run's wall-clock time. The
   load generator times each request; p50 and p99 are nearest-rank
   percentiles. Server CPU is utime + stime from /proc/<pid>/stat before and
@@ -256,8 +289,8 @@ ${serverList}
   process started, including the preload. Each column's median is taken
   separately, so the ops/s and the p99 of one row may come from different
   runs.
-- The load generator and all seven servers share the machine's
-  ${machine.cpuCount} cores, and the idle servers of the other two systems keep running
+- The load generator and all ${serverCount} server processes share the machine's
+  ${machine.cpuCount} cores, and the idle servers of the other systems keep running
   during each run. The load average counts the benchmark's own processes,
   and other programs may run too. The load average column gives the lowest
   and highest 1-minute load average seen before and after the row's runs.
@@ -298,6 +331,15 @@ A ratio above 1× in the ops/s column, or below 1× in the p99 column, means
 EchoKV did better than etcd.
 
 ${formatRatioTable(report.rows)}
+
+### EchoKV relative to the replication floor
+
+A ratio of 1× in the ops/s column would mean that EchoKV's Raft, checks and
+key-value map cost nothing over the floor; below 1× is the share of the
+floor's throughput that EchoKV reaches. The CPU column is EchoKV's server
+CPU per SET, summed over its three nodes, as a multiple of the floor's.
+
+${formatFloorTable(report.rows)}
 
 ### EchoKV against its targets
 

@@ -1,6 +1,7 @@
-// Starting the three systems under test on 127.0.0.1 free ports, each with its
-// data and logs in its own temporary directory: a three-node EchoKV cluster,
-// a three-member etcd cluster and one Redis server.
+// Starting the systems under test on 127.0.0.1 free ports, each with its data
+// and logs in its own temporary directory: a three-node EchoKV cluster, a
+// three-member etcd cluster, one Redis server, and the replication floor of
+// floor.ts on three processes.
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import { EtcdHttpClient, RespClient, sendRespCommand, type BenchClient } from ".
 import type { Workload } from "./load.ts";
 import { findFreePorts, startServer, type ServerProcess } from "./processes.ts";
 
-export type SystemName = "EchoKV" | "etcd" | "Redis";
+export type SystemName = "EchoKV" | "etcd" | "Redis" | "Floor";
 
 export interface BenchSystem {
   name: SystemName;
@@ -193,5 +194,35 @@ export async function startRedis(directory: string, valueBytes: number, servers:
     respPort: port,
     supports: (workload) => workload !== "linearizable-get",
     connect: () => RespClient.open(port, REQUEST_TIMEOUT_MS, valueBytes, { local: "", linearizable: null }),
+  };
+}
+
+/**
+ * Starts the replication floor (floor.ts): two followers, then a leader that
+ * connects to them, each a Bun process with its own SQLite database. It takes
+ * SET only.
+ */
+export async function startFloor(directory: string, valueBytes: number, servers: ServerProcess[]): Promise<BenchSystem> {
+  mkdirSync(directory, { recursive: true });
+  const [leaderPort, ...followerPorts] = findFreePorts(3);
+  const script = join(import.meta.dir, "floor.ts");
+  const own: ServerProcess[] = [];
+  const start = (name: string, args: string[]) => {
+    const command = [process.execPath, script, ...args, "--data-dir", join(directory, name)];
+    const server = startServer(`floor ${name}`, command, join(directory, `${name}.log`));
+    servers.push(server);
+    own.push(server);
+  };
+  start("leader", ["leader", "--port", String(leaderPort), "--followers", followerPorts.join(",")]);
+  followerPorts.forEach((port, index) => start(`follower-${index + 1}`, ["follower", "--port", String(port)]));
+  await waitFor("the floor leader to answer PING", 15_000, own, async () => (await sendRespCommand(leaderPort, ["PING"], 1000)) === "+PONG");
+
+  return {
+    name: "Floor",
+    servers: own,
+    targetName: "its leader",
+    respPort: leaderPort,
+    supports: (workload) => workload === "sequential-set" || workload === "set",
+    connect: () => RespClient.open(leaderPort, REQUEST_TIMEOUT_MS, valueBytes, { local: null, linearizable: null }),
   };
 }
