@@ -1,6 +1,7 @@
 // Handshake frames of the peer protocol. The dialer sends `hello` as its first
 // frame. The acceptor replies `welcome` and then only reads, or replies
-// `reject` and closes the connection.
+// `reject` and closes the connection. An acceptor that stops on purpose
+// writes `goodbye` on each accepted connection before it closes it.
 
 /** Version 2 frames log entries as arrays instead of maps. */
 export const PROTOCOL_VERSION = 2;
@@ -17,6 +18,16 @@ export interface Hello {
 
 export interface Welcome {
   type: "welcome";
+}
+
+/**
+ * The acceptor's last frame when it shuts down on purpose, so that the dialer
+ * logs the closed connection as expected. Builds before this frame existed
+ * close the connection as "unexpected frame after welcome", which they would
+ * have logged as a lost connection anyway.
+ */
+export interface Goodbye {
+  type: "goodbye";
 }
 
 export interface Reject {
@@ -77,6 +88,11 @@ export function checkHello(hello: Hello, nodeId: string, clusterId: string | nul
   }
   if (hello.to !== nodeId) return `node id mismatch: this node is ${nodeId}, hello is for ${hello.to}`;
   return null;
+}
+
+/** Returns whether a frame after the welcome is the acceptor's goodbye. */
+export function isGoodbye(value: unknown): boolean {
+  return isFields(value) && value.type === "goodbye";
 }
 
 /** Returns the acceptor's reply, or an error string when `value` is neither welcome nor reject. */

@@ -8,7 +8,7 @@ import type { Logger } from "../log.ts";
 import type { PeerMessage } from "../raft/types.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
 import { checkHello, parseHello, rejectionLogLevel } from "./handshake.ts";
-import type { Reject, Welcome } from "./handshake.ts";
+import type { Goodbye, Reject, Welcome } from "./handshake.ts";
 import { LogLimiter } from "./log-limiter.ts";
 import { validateMessage } from "./messages.ts";
 
@@ -76,8 +76,11 @@ export class Acceptor {
     }
   }
 
+  /** Closes every connection, first writing a goodbye on each accepted one, so that its peer expects the close. */
   closeAll(): void {
-    for (const socket of this.#sockets) this.#close(socket);
+    const goodbye: Goodbye = { type: "goodbye" };
+    const frame = encodeFrame(goodbye);
+    for (const socket of this.#sockets) this.#close(socket, socket.data.peerId === null ? undefined : frame);
     this.#sockets.clear();
     this.#byPeer.clear();
   }

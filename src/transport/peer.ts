@@ -6,7 +6,7 @@ import { errorMessage } from "../log.ts";
 import type { Logger } from "../log.ts";
 import { parseHostPort } from "./address.ts";
 import { encodeFrame, FrameDecoder } from "./frame.ts";
-import { PROTOCOL_VERSION, parseReply, rejectionLogLevel } from "./handshake.ts";
+import { PROTOCOL_VERSION, isGoodbye, parseReply, rejectionLogLevel } from "./handshake.ts";
 import type { Hello } from "./handshake.ts";
 import { WriteQueue } from "./write-queue.ts";
 
@@ -209,9 +209,10 @@ export class OutboundPeer {
         return;
       }
 
-      // The acceptor sends exactly one reply and then only reads.
+      // After its reply, the acceptor only reads, until it sends a goodbye.
       if (attempt.welcomed) {
-        this.#fail(attempt, "unexpected frame after welcome");
+        if (isGoodbye(result.value)) this.#onGoodbye(attempt);
+        else this.#fail(attempt, "unexpected frame after welcome");
         return;
       }
       const reply = parseReply(result.value);
@@ -241,6 +242,14 @@ export class OutboundPeer {
     this.#failures = 0;
     this.#failureLogged = false;
     this.#lastRejectReason = null;
+  }
+
+  /** Logs a peer that shuts down on purpose at info level, because its close is expected, and ends the attempt. */
+  #onGoodbye(attempt: Attempt): void {
+    this.#logger.info("peer is shutting down");
+    // This line stands for the close and for the failed dials until the peer is back.
+    this.#failureLogged = true;
+    this.#fail(attempt, "the peer is shutting down");
   }
 
   #onReject(attempt: Attempt, reason: string): void {

@@ -181,9 +181,11 @@ export class TcpTransport implements Transport {
 
     for (const peer of this.#peers.values()) peer.close();
     this.#peers.clear();
-    this.#listener?.stop(true);
-    this.#listener = null;
+    // The goodbyes go out first: stopping the listener with force would
+    // close the accepted connections without them.
     this.#acceptor.closeAll();
+    this.#listener?.stop(false);
+    this.#listener = null;
     this.#logger.info("transport stopped");
   }
 

@@ -67,6 +67,11 @@ describe("leadership", () => {
       expect(newLeader.log()).not.toContain("became precandidate");
       expect(await findLostWrites(newLeader, writer.acked())).toEqual([]);
       expect(leader.log()).toContain("handed leadership over before stopping");
+      // A planned stop is no warning on the other nodes.
+      for (const survivor of survivors) {
+        expect(survivor.log()).toContain(`peer=${leader.id} addr=${leader.raftAddr} msg="peer is shutting down"`);
+        expect(survivor.log()).not.toContain(`peer=${leader.id} addr=${leader.raftAddr} msg="peer connection lost"`);
+      }
     },
     60_000,
   );

@@ -414,16 +414,54 @@ describe("TcpTransport lifecycle", () => {
   });
 
   test("logs lost connection once", async () => {
+    // A peer that welcomes the dialer and then closes without a goodbye, as a killed node does.
+    let accepted: Socket<undefined> | null = null;
+    const crashing = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data: (socket) => {
+          accepted ??= socket;
+          socket.write(encodeFrame({ type: "welcome" }));
+        },
+      },
+    });
+    try {
+      const a = await harness.start("a", { reconnectInitialMs: 10, reconnectMaxMs: 40 });
+      a.transport.setPeers([{ id: "b", raftAddr: `127.0.0.1:${crashing.port}` }]);
+      await waitUntil("a to finish its handshake with b", () => a.transport.isConnected("b"));
+
+      crashing.stop(true);
+      accepted!.end();
+      await waitForLog(a, "peer connection lost");
+      await Bun.sleep(200);
+      expect(logLines(a, "peer connection lost").length).toBe(1);
+      expect(logLines(a, "peer connection failed")).toEqual([]);
+      expect(logLines(a, "peer is shutting down")).toEqual([]);
+    } finally {
+      crashing.stop(true);
+    }
+  });
+
+  test("logs planned peer stop at info", async () => {
     const a = await harness.start("a", { reconnectInitialMs: 10, reconnectMaxMs: 40 });
     const b = await harness.start("b");
     harness.connectAll([a, b]);
     await sendUntilDelivered(a, b, heartbeat("a", "b"));
 
     await b.transport.stop();
-    await waitForLog(a, "peer connection lost");
+    const line = await waitForLog(a, "peer is shutting down");
+    expect(line).toContain("INFO");
+    expect(line).toContain("peer=b");
     await Bun.sleep(200);
-    expect(logLines(a, "peer connection lost").length).toBe(1);
+    expect(logLines(a, "peer is shutting down").length).toBe(1);
+    expect(logLines(a, "peer connection lost")).toEqual([]);
     expect(logLines(a, "peer connection failed")).toEqual([]);
+
+    const restarted = await harness.start("b", { listenAddr: b.addr });
+    restarted.transport.setPeers([{ id: "a", raftAddr: a.addr }]);
+    await waitForLog(a, "peer connection recovered");
+    await sendUntilDelivered(a, restarted, heartbeat("a", "b"));
   });
 
   test("boundPort throws before start", () => {
