@@ -117,6 +117,11 @@ export interface ClusterEvent {
 export interface NodeStatus extends RaftStatus {
   /** Milliseconds since the last message from each peer; absent when none arrived yet. */
   lastContactMs: Record<NodeId, number>;
+  /**
+   * Other members that this node has an open connection to and heard from
+   * within an election timeout. A follower hears from the leader only.
+   */
+  linkedPeers: NodeId[];
   clusterId: string | null;
   clientAddr: string;
   raftAddr: string;
@@ -411,11 +416,16 @@ export class EchoNode {
     const now = Date.now();
     const lastContactMs: Record<NodeId, number> = {};
     for (const [id, at] of this.#lastContact) lastContactMs[id] = now - at;
+    const electionTimeoutMs = this.#options.tickMs * this.#options.raftConfig.electionTicks;
+    const linkedPeers = this.#core.members
+      .map((member) => member.id)
+      .filter((id) => id !== this.id && this.#transport?.isConnected(id) === true && (lastContactMs[id] ?? Infinity) < electionTimeoutMs);
     return {
       ...this.#core.status(),
       // The core counts entries as applied once handed out, even those held back while the data is missing.
       appliedIndex: this.#appliedIndex,
       lastContactMs,
+      linkedPeers,
       clusterId: this.#clusterId,
       clientAddr: this.#options.clientAddr,
       raftAddr: this.#options.raftAddr,

@@ -24,6 +24,50 @@ function memberLine(status: NodeStatus, index: number): string {
   return `member${index}:${fields.join(",")}`;
 }
 
+/** Splits "host:port" at its last colon, so ":5379" has an empty host. Without a colon, the port is 0. */
+function splitAddress(address: string): [string, string] {
+  const colon = address.lastIndexOf(":");
+  return colon < 0 ? [address, "0"] : [address.slice(0, colon), address.slice(colon + 1)];
+}
+
+/**
+ * Redis's replication fields, for tools that tell a primary from its
+ * replicas: the leader is `master` and every other node a `slave`. Offsets
+ * are log indexes, not bytes. On the leader, each member it is linked to
+ * gets a `slaveN` line with its client address, its match index as offset,
+ * and the whole seconds since it last replied as lag.
+ */
+function replicationLines(status: NodeStatus): string[] {
+  if (status.role === "leader") {
+    const lines = ["role:master", `connected_slaves:${status.linkedPeers.length}`];
+    status.linkedPeers.forEach((id, index) => {
+      const member = status.members.find((candidate) => candidate.id === id);
+      const [host, port] = splitAddress(member?.clientAddr ?? "");
+      const offset = status.progress[id]?.match ?? 0;
+      const lag = Math.floor((status.lastContactMs[id] ?? 0) / 1000);
+      lines.push(`slave${index}:ip=${host},port=${port},state=online,offset=${offset},lag=${lag}`);
+    });
+    lines.push(`master_repl_offset:${status.lastIndex}`);
+    return lines;
+  }
+  const leader = status.members.find((member) => member.id === status.leaderId);
+  const [host, port] = leader === undefined ? ["", "0"] : splitAddress(leader.clientAddr);
+  const contact = status.leaderId === null ? undefined : status.lastContactMs[status.leaderId];
+  const linked = status.leaderId !== null && status.linkedPeers.includes(status.leaderId);
+  return [
+    "role:slave",
+    `master_host:${host}`,
+    `master_port:${port}`,
+    `master_link_status:${linked ? "up" : "down"}`,
+    `master_last_io_seconds_ago:${contact === undefined ? -1 : Math.floor(contact / 1000)}`,
+    `master_sync_in_progress:${status.loading ? 1 : 0}`,
+    `slave_repl_offset:${status.lastIndex}`,
+    "slave_read_only:0",
+    "connected_slaves:0",
+    `master_repl_offset:${status.lastIndex}`,
+  ];
+}
+
 /** Counters of the client port, for the clients and stats sections. */
 export interface ClientStats {
   /** Open client connections. */
@@ -58,9 +102,10 @@ function memoryLines(status: NodeStatus): string[] {
 
 /**
  * Formats the INFO reply. `requested` names sections (server, clients, raft,
- * members, keyspace, memory, stats) in lower case, and none, all, everything
- * or default means every section. Unknown names are skipped, as Redis does.
- * Without `clients`, the clients and stats sections are left out.
+ * replication, members, keyspace, memory, stats) in lower case, and none, all,
+ * everything or default means every section but replication. Unknown names
+ * are skipped, as Redis does. Without `clients`, the clients and stats
+ * sections are left out.
  */
 export function formatInfo(status: NodeStatus, clients: ClientStats | null, ...requested: string[]): string {
   const sections: Record<string, string[]> = {
@@ -87,6 +132,7 @@ export function formatInfo(status: NodeStatus, clients: ClientStats | null, ...r
       `snapshot_index:${status.snapshotIndex}`,
       `removed:${status.removed ? 1 : 0}`,
     ],
+    replication: replicationLines(status),
     members: [
       `members:${status.members.length}`,
       `voters:${status.members.filter((member) => member.voter).length}`,
@@ -107,7 +153,9 @@ export function formatInfo(status: NodeStatus, clients: ClientStats | null, ...r
   }
 
   const everything = requested.length === 0 || requested.some((name) => name === "all" || name === "everything" || name === "default");
-  const names = everything ? Object.keys(sections) : Object.keys(sections).filter((name) => requested.includes(name));
+  // The replication section's role (master or slave) would repeat the raft
+  // section's field name with another meaning, so it comes only when named.
+  const names = Object.keys(sections).filter((name) => requested.includes(name) || (everything && name !== "replication"));
   const parts: string[] = [];
   for (const name of names) {
     const lines = sections[name];

@@ -1,6 +1,7 @@
 // Redis's own tools against a cluster: redis-benchmark's SET and GET tests
 // complete without errors or warnings, redis-cli reads INFO and CONFIG and
-// writes through a follower, and a connection keeps its CLIENT name.
+// writes through a follower, INFO replication names the leader as master,
+// and a connection keeps its CLIENT name.
 
 import { describe, expect } from "bun:test";
 import { Cluster, clusterTest, installClusterHooks, replyText, runProgram } from "../support/cluster.ts";
@@ -47,6 +48,14 @@ describe("redis tools", () => {
       const info = await cli("INFO", "raft");
       expect(info.stdout).toContain("role:follower");
       expect(info.stdout).toContain(`leader_id:${leader.id}`);
+      const replica = (await cli("INFO", "replication")).stdout;
+      expect(replica).toContain("role:slave");
+      expect(replica).toContain(`master_port:${leader.clientPort}`);
+      expect(replica).toContain("master_link_status:up");
+      const primary = (await runProgram(["redis-cli", "-p", String(leader.clientPort), "INFO", "replication"], { timeoutMs: 10_000 })).stdout;
+      expect(primary).toContain("role:master");
+      expect(primary).toContain("connected_slaves:2");
+      expect(primary).toContain(`port=${follower.clientPort},state=online`);
       expect((await cli("SET", "via-redis-cli", "hello")).stdout.trim()).toBe("OK");
       expect((await cli("GET", "via-redis-cli")).stdout.trim()).toBe("hello");
       expect((await cli("CONFIG", "GET", "max-value-bytes")).stdout.trim().split("\n")).toEqual(["max-value-bytes", String(16 << 20)]);

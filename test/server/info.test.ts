@@ -1,7 +1,8 @@
 // INFO's member lines. The leader reports match index and lag only for
 // members that have replied to it. Last contact is reported only where it
 // means something: every member on the leader, the leader on a follower.
-// Also the raft section's removed flag and role.
+// Also the raft section's removed flag and role, and the replication
+// section in Redis's field names.
 
 import { describe, expect, test } from "bun:test";
 import type { NodeStatus } from "../../src/node/node.ts";
@@ -30,6 +31,7 @@ function status(overrides: Partial<NodeStatus>): NodeStatus {
     progress: {},
     transferTarget: null,
     lastContactMs: {},
+    linkedPeers: [],
     clusterId: "c-1",
     clientAddr: "127.0.0.1:5370",
     raftAddr: "127.0.0.1:15370",
@@ -118,5 +120,73 @@ describe("INFO clients and stats", () => {
   test("left out without counters", () => {
     expect(formatInfo(status({}), null)).not.toContain("# Clients");
     expect(formatInfo(status({}), clients)).toContain("# Stats");
+  });
+});
+
+/** Returns the `field:value` pairs of an INFO reply. */
+function fields(info: string): Map<string, string> {
+  const lines = info.split("\r\n").filter((line) => line.includes(":") && !line.startsWith("#"));
+  return new Map(lines.map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1)]));
+}
+
+describe("INFO replication", () => {
+  test("leader lists linked members as replicas", () => {
+    const info = fields(
+      formatInfo(
+        status({
+          lastIndex: 125,
+          progress: {
+            "node-2": { match: 118, next: 121, state: "replicate", recentActive: true },
+            "node-3": { match: 0, next: 121, state: "probe", recentActive: false },
+          },
+          lastContactMs: { "node-2": 2_500, "node-3": 40_000 },
+          linkedPeers: ["node-2"],
+        }),
+        null,
+        "replication",
+      ),
+    );
+    expect(info.get("role")).toBe("master");
+    expect(info.get("connected_slaves")).toBe("1");
+    expect(info.get("slave0")).toBe("ip=127.0.0.1,port=5371,state=online,offset=118,lag=2");
+    expect(info.has("slave1")).toBe(false);
+    expect(info.get("master_repl_offset")).toBe("125");
+  });
+
+  test("follower names its leader", () => {
+    const linked = fields(
+      formatInfo(
+        status({ id: "node-2", role: "follower", leaderId: "node-1", lastIndex: 119, lastContactMs: { "node-1": 1_200 }, linkedPeers: ["node-1"] }),
+        null,
+        "replication",
+      ),
+    );
+    expect(linked.get("role")).toBe("slave");
+    expect(linked.get("master_host")).toBe("127.0.0.1");
+    expect(linked.get("master_port")).toBe("5370");
+    expect(linked.get("master_link_status")).toBe("up");
+    expect(linked.get("master_last_io_seconds_ago")).toBe("1");
+    expect(linked.get("master_sync_in_progress")).toBe("0");
+    expect(linked.get("slave_repl_offset")).toBe("119");
+  });
+
+  test("comes only when named", () => {
+    const everything = formatInfo(status({ linkedPeers: ["node-2"] }), null);
+    expect(everything).not.toContain("# Replication");
+    expect(fields(everything).get("role")).toBe("leader");
+    expect(fields(formatInfo(status({}), null, "all")).get("role")).toBe("leader");
+    expect(formatInfo(status({}), null, "raft", "replication")).toContain("# Replication\r\nrole:master");
+  });
+
+  test("follower without a leader is down", () => {
+    const info = fields(
+      formatInfo(status({ id: "node-2", role: "precandidate", leaderId: null, loading: true, linkedPeers: ["node-3"] }), null, "replication"),
+    );
+    expect(info.get("role")).toBe("slave");
+    expect(info.get("master_host")).toBe("");
+    expect(info.get("master_port")).toBe("0");
+    expect(info.get("master_link_status")).toBe("down");
+    expect(info.get("master_last_io_seconds_ago")).toBe("-1");
+    expect(info.get("master_sync_in_progress")).toBe("1");
   });
 });
