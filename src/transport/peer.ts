@@ -24,6 +24,8 @@ export interface PeerSettings {
   handshakeTimeoutMs: number;
   reconnectInitialMs: number;
   reconnectMaxMs: number;
+  /** Time after the peer's goodbye before a failed dial warns that it is still down. */
+  plannedStopWarnMs: number;
   logger: Logger;
   /** Called when this peer rejects the handshake because this node was removed from the cluster. */
   onRemoved?: (peer: string) => void;
@@ -54,6 +56,8 @@ export class OutboundPeer {
   /** Whether the current run of failures has been logged. */
   #failureLogged = false;
   #lastRejectReason: string | null = null;
+  /** Date.now() of the peer's goodbye while it is down after a planned stop, or null. */
+  #goodbyeAt: number | null = null;
   #waitingForClusterIdLogged = false;
 
   /** Throws if `raftAddr` is not a valid "host:port". */
@@ -242,13 +246,16 @@ export class OutboundPeer {
     this.#failures = 0;
     this.#failureLogged = false;
     this.#lastRejectReason = null;
+    this.#goodbyeAt = null;
   }
 
   /** Logs a peer that shuts down on purpose at info level, because its close is expected, and ends the attempt. */
   #onGoodbye(attempt: Attempt): void {
     this.#logger.info("peer is shutting down");
-    // This line stands for the close and for the failed dials until the peer is back.
+    // This line stands for the close and for the failed dials until the peer
+    // is back, unless it stays down for plannedStopWarnMs.
     this.#failureLogged = true;
+    this.#goodbyeAt = Date.now();
     this.#fail(attempt, "the peer is shutting down");
   }
 
@@ -279,6 +286,10 @@ export class OutboundPeer {
         reason,
         retry_ms: delayMs,
       });
+    } else if (this.#goodbyeAt !== null && Date.now() - this.#goodbyeAt >= this.#settings.plannedStopWarnMs) {
+      this.#logger.warn("peer still down after a planned stop", { down_ms: Date.now() - this.#goodbyeAt, reason, retry_ms: delayMs });
+      // The warning comes once, and later failures of this run are debug lines again.
+      this.#goodbyeAt = null;
     } else {
       this.#logger.debug("peer connection attempt failed", { reason, failed_attempts: this.#failures, retry_ms: delayMs });
     }

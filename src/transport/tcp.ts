@@ -18,6 +18,7 @@ import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_PEER_BUFFERED_BYTES,
   DEFAULT_RECONNECT_INITIAL_MS,
+  DEFAULT_PLANNED_STOP_WARN_MS,
   DEFAULT_RECONNECT_MAX_MS,
 } from "./transport.ts";
 import type { PeerAddress, Transport, TransportOptions } from "./transport.ts";
@@ -46,6 +47,7 @@ export class TcpTransport implements Transport {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       reconnectInitialMs: options.reconnectInitialMs ?? DEFAULT_RECONNECT_INITIAL_MS,
       reconnectMaxMs: options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS,
+      plannedStopWarnMs: options.plannedStopWarnMs ?? DEFAULT_PLANNED_STOP_WARN_MS,
     };
     for (const [name, value] of Object.entries(settings)) {
       if (!Number.isSafeInteger(value) || value < 1) {
@@ -68,6 +70,7 @@ export class TcpTransport implements Transport {
       handshakeTimeoutMs: settings.handshakeTimeoutMs,
       reconnectInitialMs: settings.reconnectInitialMs,
       reconnectMaxMs: settings.reconnectMaxMs,
+      plannedStopWarnMs: settings.plannedStopWarnMs,
       logger: options.logger,
       onRemoved: options.onRemoved,
     };

@@ -15,6 +15,7 @@ export const DEFAULT_MAX_PEER_BUFFERED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 export const DEFAULT_RECONNECT_INITIAL_MS = 50;
 export const DEFAULT_RECONNECT_MAX_MS = 2000;
+export const DEFAULT_PLANNED_STOP_WARN_MS = 60_000;
 
 export interface TransportOptions {
   nodeId: string;
@@ -41,6 +42,11 @@ export interface TransportOptions {
   reconnectInitialMs?: number;
   /** Maximum reconnect delay. Default 2000 ms. */
   reconnectMaxMs?: number;
+  /**
+   * Time after a peer's goodbye (a planned stop) before this node warns
+   * that the peer is still down. Default 60,000 ms.
+   */
+  plannedStopWarnMs?: number;
 }
 
 export interface PeerAddress {

@@ -464,6 +464,23 @@ describe("TcpTransport lifecycle", () => {
     await sendUntilDelivered(a, restarted, heartbeat("a", "b"));
   });
 
+  test("warns once about a stopped peer that stays down", async () => {
+    const a = await harness.start("a", { reconnectInitialMs: 10, reconnectMaxMs: 40, plannedStopWarnMs: 300 });
+    const b = await harness.start("b");
+    harness.connectAll([a, b]);
+    await sendUntilDelivered(a, b, heartbeat("a", "b"));
+
+    await b.transport.stop();
+    await waitForLog(a, "peer is shutting down");
+    expect(logLines(a, "peer still down after a planned stop")).toEqual([]);
+    const line = await waitForLog(a, "peer still down after a planned stop");
+    expect(line).toContain("WARN");
+    expect(line).toMatch(/down_ms=\d+/);
+    await Bun.sleep(400);
+    expect(logLines(a, "peer still down after a planned stop").length).toBe(1);
+    expect(logLines(a, "peer connection lost")).toEqual([]);
+  });
+
   test("boundPort throws before start", () => {
     const transport = new TcpTransport({
       nodeId: "a",
