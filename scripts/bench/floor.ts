@@ -9,16 +9,19 @@
 // in one transaction, and replies +OK once its own write and one follower's
 // are done. A follower inserts each batch it receives in one transaction and
 // acknowledges it. Commands that arrive while a batch is written form the
-// next batch, as in EchoKV. It has none of Raft's terms, elections, log
-// matching or membership, no key-value map and no checks of its input beyond
-// what framing needs, so its throughput and CPU per SET bound what EchoKV
-// can reach with Bun and SQLite on the same machine.
+// next batch, as in EchoKV. It reads commands with EchoKV's RESP parser and
+// stores the log entry EchoKV would store. It has none of Raft's terms,
+// elections, log matching or membership, and no key-value map. So its
+// throughput and CPU per SET bound what EchoKV can reach with Bun and SQLite
+// on the same machine.
 
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Socket, SocketHandler } from "bun";
+import { encodeCommand } from "../../src/kv/command.ts";
+import { argText, array, bulk, DEFAULT_RESP_LIMITS, error, RespParser, simpleString } from "../../src/protocol/resp.ts";
 
 /** Bytes before each peer frame: its length, then its batch number. */
 const FRAME_HEADER_BYTES = 8;
@@ -52,70 +55,16 @@ class BatchLog {
   }
 }
 
-/** Returns the length of the first complete RESP array of bulk strings in `buffer` from `start`, 0 if it is incomplete, -1 if it is not one. */
-function commandLength(buffer: Buffer, start: number): number {
-  if (start >= buffer.length) return 0;
-  if (buffer[start] !== 0x2a) return -1;
-  let position = start;
-  const readNumber = (): number => {
-    const end = buffer.indexOf("\r\n", position + 1);
-    if (end < 0) return Number.NaN;
-    const value = Number(buffer.toString("latin1", position + 1, end));
-    position = end + 2;
-    return value;
-  };
-  const count = readNumber();
-  if (Number.isNaN(count)) return 0;
-  if (!Number.isSafeInteger(count) || count < 1) return -1;
-  for (let i = 0; i < count; i++) {
-    if (position >= buffer.length) return 0;
-    if (buffer[position] !== 0x24) return -1;
-    const length = readNumber();
-    if (Number.isNaN(length)) return 0;
-    if (!Number.isSafeInteger(length) || length < 0) return -1;
-    position += length + 2;
-    if (position > buffer.length) return 0;
-  }
-  return position - start;
-}
-
-/** Returns whether the complete command at `start` is a SET, without decoding it. */
-function isSet(buffer: Buffer, start: number): boolean {
-  const countEnd = buffer.indexOf("\r\n", start);
-  const nameEnd = buffer.indexOf("\r\n", countEnd + 2);
-  return (
-    nameEnd - countEnd === 4 &&
-    buffer[countEnd + 3] === 0x33 &&
-    (buffer[nameEnd + 2] | 0x20) === 0x73 &&
-    (buffer[nameEnd + 3] | 0x20) === 0x65 &&
-    (buffer[nameEnd + 4] | 0x20) === 0x74 &&
-    buffer[nameEnd + 5] === 0x0d
-  );
-}
-
-/** Returns the arguments of the complete command at `start` as Latin-1 strings. */
-function commandArguments(buffer: Buffer, start: number): string[] {
-  const args: string[] = [];
-  let lineEnd = buffer.indexOf("\r\n", start);
-  const count = Number(buffer.toString("latin1", start + 1, lineEnd));
-  let position = lineEnd + 2;
-  for (let i = 0; i < count; i++) {
-    lineEnd = buffer.indexOf("\r\n", position);
-    const length = Number(buffer.toString("latin1", position + 1, lineEnd));
-    args.push(buffer.toString("latin1", lineEnd + 2, lineEnd + 2 + length));
-    position = lineEnd + 2 + length + 2;
-  }
-  return args;
-}
+const OK_REPLY = simpleString("OK");
 
 /** Replies to a command other than SET: PING, and CONFIG GET as redis-benchmark sends it on connect. */
-function replyTo(args: string[]): string {
-  const name = args[0].toUpperCase();
-  if (name === "PING") return "+PONG\r\n";
-  if (name === "CONFIG" && args.length === 3 && args[1].toUpperCase() === "GET") {
-    return `*2\r\n$${args[2].length}\r\n${args[2]}\r\n$0\r\n\r\n`;
+function replyTo(args: Buffer[]): Uint8Array {
+  const name = argText(args[0]).toUpperCase();
+  if (name === "PING") return simpleString("PONG");
+  if (name === "CONFIG" && args.length === 3 && argText(args[1]).toUpperCase() === "GET") {
+    return array([bulk(args[2]), bulk("")]);
   }
-  return `-ERR the floor runs SET only, not ${name}\r\n`;
+  return error(`ERR the floor runs SET only, not ${name}`);
 }
 
 /** Splits a byte stream into length-prefixed frames. */
@@ -181,44 +130,48 @@ async function connectWithRetry(port: number, handlers: Pick<SocketHandler<undef
   }
 }
 
-/** A reply in a client's queue; a SET's text stays null until its batch commits. */
+/** A reply in a client's queue; a SET's bytes stay null until its batch commits. */
 interface Reply {
-  text: string | null;
+  bytes: Uint8Array | null;
 }
 
 interface Client {
-  buffer: Buffer;
+  parser: RespParser;
   /** Replies in command order. */
   replies: Reply[];
+}
+
+/** A SET of the batch being gathered: its log entry, its client and its reply. */
+interface PendingSet {
+  entry: Uint8Array;
+  client: Socket<Client>;
+  reply: Reply;
 }
 
 async function runLeader(port: number, followerPorts: number[], log: BatchLog): Promise<void> {
   let nextBatch = 0;
   let durableBatch = -1;
   const acked = followerPorts.map(() => -1);
-  /** Commands of the batch being gathered: the client and its reply. */
-  let gathering: { client: Socket<Client>; reply: Reply }[] = [];
-  let gatheringEntries: Buffer[] = [];
+  let gathering: PendingSet[] = [];
   /** Batches sent but not yet committed, oldest first. */
-  const inFlight: { batch: number; commands: { client: Socket<Client>; reply: Reply }[] }[] = [];
+  const inFlight: { batch: number; sets: PendingSet[] }[] = [];
   let flushScheduled = false;
 
   const deliver = (client: Socket<Client>): void => {
     const replies = client.data.replies;
     let ready = 0;
-    let text = "";
-    while (ready < replies.length && replies[ready].text !== null) text += replies[ready++].text;
+    while (ready < replies.length && replies[ready].bytes !== null) ready++;
     if (ready === 0) return;
-    client.write(text);
-    replies.splice(0, ready);
+    const done = replies.splice(0, ready).map((reply) => reply.bytes!);
+    client.write(done.length === 1 ? done[0] : Buffer.concat(done));
   };
 
   const settle = (): void => {
     const committed = Math.min(durableBatch, Math.max(...acked));
     const touched = new Set<Socket<Client>>();
     while (inFlight.length > 0 && inFlight[0].batch <= committed) {
-      for (const { client, reply } of inFlight.shift()!.commands) {
-        reply.text = "+OK\r\n";
+      for (const { client, reply } of inFlight.shift()!.sets) {
+        reply.bytes = OK_REPLY;
         touched.add(client);
       }
     }
@@ -250,10 +203,9 @@ async function runLeader(port: number, followerPorts: number[], log: BatchLog): 
     flushScheduled = false;
     if (gathering.length === 0) return;
     const batch = nextBatch++;
-    const entries = gatheringEntries;
-    inFlight.push({ batch, commands: gathering });
+    const entries = gathering.map((set) => set.entry);
+    inFlight.push({ batch, sets: gathering });
     gathering = [];
-    gatheringEntries = [];
     let bodyBytes = 0;
     for (const entry of entries) bodyBytes += 4 + entry.length;
     const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
@@ -262,7 +214,7 @@ async function runLeader(port: number, followerPorts: number[], log: BatchLog): 
     let offset = FRAME_HEADER_BYTES;
     for (const entry of entries) {
       frame.writeUInt32BE(entry.length, offset);
-      entry.copy(frame, offset + 4);
+      frame.set(entry, offset + 4);
       offset += 4 + entry.length;
     }
     // The followers start their writes while this one runs.
@@ -278,30 +230,27 @@ async function runLeader(port: number, followerPorts: number[], log: BatchLog): 
     socket: {
       open(socket) {
         socket.setNoDelay(true);
-        socket.data = { buffer: Buffer.alloc(0), replies: [] };
+        socket.data = { parser: new RespParser(DEFAULT_RESP_LIMITS), replies: [] };
       },
       data(socket, chunk) {
         const client = socket.data;
-        client.buffer = client.buffer.length === 0 ? chunk : Buffer.concat([client.buffer, chunk]);
-        let offset = 0;
+        client.parser.push(chunk);
         for (;;) {
-          const length = commandLength(client.buffer, offset);
-          if (length === 0) break;
-          if (length < 0) {
-            socket.end("-ERR Protocol error: the floor reads RESP arrays of bulk strings only\r\n");
+          const parsed = client.parser.next();
+          if (parsed.kind === "incomplete") break;
+          if (parsed.kind === "error") {
+            socket.end(error(`ERR Protocol error: ${parsed.message}`));
             return;
           }
-          if (isSet(client.buffer, offset)) {
-            const reply: Reply = { text: null };
-            gathering.push({ client: socket, reply });
-            gatheringEntries.push(Buffer.from(client.buffer.subarray(offset, offset + length)));
+          const { args } = parsed;
+          if (args.length === 3 && argText(args[0]).toUpperCase() === "SET") {
+            const reply: Reply = { bytes: null };
+            gathering.push({ entry: encodeCommand({ op: "set", key: args[1], value: args[2] }), client: socket, reply });
             client.replies.push(reply);
-          } else {
-            client.replies.push({ text: replyTo(commandArguments(client.buffer, offset)) });
+          } else if (args.length > 0) {
+            client.replies.push({ bytes: replyTo(args) });
           }
-          offset += length;
         }
-        client.buffer = Buffer.from(client.buffer.subarray(offset));
         deliver(socket);
         if (gathering.length > 0 && !flushScheduled) {
           flushScheduled = true;

@@ -262,12 +262,13 @@ ${serverList}
   it prints at most one error reply per second, so its error count is a
   lower bound.
 - The replication floor (\`scripts/bench/floor.ts\`, three Bun processes)
-  does the least work a SET needs to be held durably by two of three nodes:
-  its leader sends each batch of SETs that arrived in one turn of the event
-  loop to two followers, inserts it into its own SQLite database (WAL,
-  synchronous=FULL) in one transaction, and replies once one follower has
-  done the same. It has no terms, elections, log matching, membership or
-  key-value map, and it runs SET only. So its rows bound what EchoKV could
+  does the least work a SET needs to be held durably by two of three nodes.
+  Its leader reads commands with EchoKV's RESP parser and sends each batch
+  of SETs that arrived in one turn of the event loop to two followers. It
+  inserts the batch into its own SQLite database (WAL, synchronous=FULL) in
+  one transaction, and replies once one follower has done the same. It has
+  no terms, elections, log matching, membership or key-value map, and it
+  runs SET only. So its rows bound what EchoKV could
   reach with Bun and SQLite on this machine: a target beyond the floor's
   figures cannot be met here.
 - EchoKV and Redis get RESP commands: \`SET k v\`, \`GET k\` (a local read on
