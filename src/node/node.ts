@@ -267,7 +267,7 @@ export class EchoNode {
   static async open(options: NodeOptions): Promise<EchoNode> {
     const state = options.storage.load();
     const holder: { node: EchoNode | null } = { node: null };
-    const logger = options.logger.with(() => ({ node: options.nodeId, term: holder.node?.status().term ?? state.hardState.term }));
+    const logger = options.logger.with(() => ({ node: options.nodeId, term: holder.node?.term ?? state.hardState.term }));
     const snapshots = new SnapshotStore(options.dataDir, options.storage, logger);
     const logBase = state.logBase?.lastIndex ?? 0;
     const loaded = await snapshots.loadNewestValid(logBase);

@@ -287,7 +287,8 @@ export class OutboundPeer {
         retry_ms: delayMs,
       });
     } else if (this.#goodbyeAt !== null && Date.now() - this.#goodbyeAt >= this.#settings.plannedStopWarnMs) {
-      this.#logger.warn("peer still down after a planned stop", { down_ms: Date.now() - this.#goodbyeAt, reason, retry_ms: delayMs });
+      const downMs = Date.now() - this.#goodbyeAt;
+      this.#logger.warn("peer still down after a planned stop", { down_ms: downMs, reason, retry_ms: delayMs });
       // The warning comes once, and later failures of this run are debug lines again.
       this.#goodbyeAt = null;
     } else {
