@@ -44,6 +44,15 @@ import { memberAddressProblem, NODE_ID_PATTERN, NODE_ID_RULE } from "./member-ru
 /** Maximum time a commit-index-only change of the hard state waits before it is written. */
 const COMMIT_PERSIST_DELAY_MS = 200;
 /**
+ * How long a leader waits for an append to carry a new commit index to a
+ * follower before it sends a heartbeat for it alone. Under steady writes the
+ * next append carries it. Announcing every commit at once cost about 12% of
+ * sequential SET throughput and CPU on a 2-core VM: the announcement woke
+ * both followers just before the leader replied to its client. A follower
+ * that waits for a write it forwarded is told at once (announceCommit).
+ */
+export const COMMIT_ANNOUNCE_DELAY_MS = 5;
+/**
  * Spread of the snapshot limits. Each snapshot starts at a random 75% to
  * 125% of them, so that the members of a cluster do not all pause for a
  * snapshot at once and a quorum keeps committing.
@@ -150,6 +159,8 @@ export class EchoNode {
 
   #ticker: ReturnType<typeof setInterval> | null = null;
   #processScheduled = false;
+  /** Timer for a commit announcement that no append made unnecessary yet. */
+  #announceTimer: ReturnType<typeof setTimeout> | null = null;
   /** performance.now() of the last tick, to detect pauses. */
   #lastTickAt = performance.now();
   /** Index of the last entry applied to the map. */
@@ -370,6 +381,7 @@ export class EchoNode {
     this.#emit("node_stopping", `${this.id} is shutting down`);
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
+    if (this.#announceTimer) clearTimeout(this.#announceTimer);
     const err = new NodeError("SHUTDOWN", "the node is shutting down");
     this.#notifySettled();
     const proposals = [...this.#proposals.values()];
@@ -583,6 +595,19 @@ export class EchoNode {
   }
 
   /**
+   * Sends the commit index at once to followers that have not heard it yet.
+   * Without this, they hear it with the next append, or
+   * COMMIT_ANNOUNCE_DELAY_MS after the commit. A follower that forwarded the
+   * write at `awaited` waits to apply it, so it also gets the commit index as
+   * soon as it acknowledges that write, if it has not yet.
+   */
+  announceCommit(awaited = 0): void {
+    if (this.#stopped || this.#failed || this.#core.role !== "leader") return;
+    this.#core.announceCommit(awaited);
+    this.#schedule();
+  }
+
+  /**
    * Hands leadership to `target`, or to the most up-to-date responsive voter
    * when null (thesis 3.10). Resolves with the new leader's id once this node
    * has stepped down and heard from it, usually the chosen one.
@@ -792,6 +817,12 @@ export class EchoNode {
     } finally {
       // After the loop, so that a waiter's reply cannot start a command while a batch is half handled.
       this.#notifySettled();
+    }
+    if (this.#announceTimer === null && this.#core.commitAnnouncementDue) {
+      this.#announceTimer = setTimeout(() => {
+        this.#announceTimer = null;
+        this.announceCommit();
+      }, COMMIT_ANNOUNCE_DELAY_MS);
     }
     this.#observeChanges();
   }

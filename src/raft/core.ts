@@ -127,8 +127,13 @@ export class RaftCore {
   #transferTarget: NodeId | null = null;
   #transferElapsed = 0;
   #broadcastPending = false;
-  /** Set when the commit index moved; followers not sent anything else get a heartbeat carrying it. */
-  #commitBroadcastPending = false;
+  /**
+   * Highest index that a follower waits to hear committed, from
+   * announceCommit(). Until a follower has heard it, each of its
+   * acknowledgements that leaves it behind the commit index is answered
+   * with an announcement at once.
+   */
+  #awaitedCommit = 0;
 
   /** Number of heartbeat rounds sent. Each response echoes the round it replies to. */
   #readRound = 0;
@@ -446,7 +451,6 @@ export class RaftCore {
   hasReady(): boolean {
     return (
       this.#broadcastPending ||
-      this.#commitBroadcastPending ||
       this.#readRoundPending ||
       this.#messages.length > 0 ||
       this.#hardStateChanged() ||
@@ -468,8 +472,6 @@ export class RaftCore {
       }
     }
     this.#broadcastPending = false;
-    if (this.#commitBroadcastPending && this.#role === "leader") this.#announceCommit();
-    this.#commitBroadcastPending = false;
     if (this.#readRoundPending && this.#role === "leader") this.#broadcastHeartbeat();
     this.#readRoundPending = false;
 
@@ -692,8 +694,6 @@ export class RaftCore {
     if (message.matchIndex > pr.match) {
       pr.match = message.matchIndex;
       this.#maybeCommit();
-      // Committed with other acknowledgements before this one arrived: tell this peer too.
-      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#commitBroadcastPending = true;
     }
     pr.next = Math.max(pr.next, pr.match + 1);
     while (pr.inflight.length > 0 && pr.inflight[0].last <= message.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
@@ -708,6 +708,9 @@ export class RaftCore {
       this.#send({ type: "timeoutNow", from: this.id, to: message.from, term: this.#term });
     }
     if (pr.next <= this.log.lastIndex()) this.#sendAppend(message.from, false);
+    if (pr.commitSent < this.#awaitedCommit && Math.min(pr.match, this.#commitIndex) > pr.commitSent) {
+      this.#sendHeartbeat(message.from, true);
+    }
   }
 
   #handleHeartbeatResponse(message: HeartbeatResponse): void {
@@ -742,21 +745,36 @@ export class RaftCore {
     if (this.log.term(candidate) !== this.#term) return;
 
     this.#commitIndex = candidate;
-    this.#commitBroadcastPending = true;
     this.#onCommitAdvance();
   }
 
   /**
-   * Sends a heartbeat to every follower that has entries committed since it
-   * last received the commit index, unless it gets a message in this batch
-   * anyway, so that local reads there catch up at once.
+   * True when this leader has a follower that holds entries committed since
+   * it last heard the commit index. Appends and periodic heartbeats carry
+   * the commit index, so the runtime calls announceCommit() for it only when
+   * neither came soon, or when a follower waits for the commit.
    */
-  #announceCommit(): void {
-    const reached = new Set<NodeId>();
-    for (const message of this.#messages) reached.add(message.to);
+  get commitAnnouncementDue(): boolean {
+    if (this.#role !== "leader") return false;
     for (const [id, pr] of this.#progress) {
-      if (id === this.id || reached.has(id)) continue;
-      if (Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id, true);
+      if (id !== this.id && Math.min(pr.match, this.#commitIndex) > pr.commitSent) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Sends a quiet heartbeat, which gets no response, to every follower that
+   * holds entries committed since it last heard the commit index, so that
+   * local reads there catch up. With `awaited`, the index of a write that a
+   * follower forwarded and waits to apply, a follower whose acknowledgement
+   * of that index is still on its way gets the commit index as soon as it
+   * arrives, without another call.
+   */
+  announceCommit(awaited = 0): void {
+    if (this.#role !== "leader") return;
+    this.#awaitedCommit = Math.max(this.#awaitedCommit, Math.min(awaited, this.#commitIndex));
+    for (const [id, pr] of this.#progress) {
+      if (id !== this.id && Math.min(pr.match, this.#commitIndex) > pr.commitSent) this.#sendHeartbeat(id, true);
     }
   }
 
@@ -1123,6 +1141,7 @@ export class RaftCore {
     this.#heartbeatElapsed = 0;
     this.#electionElapsed = 0;
     this.#progress.clear();
+    this.#awaitedCommit = 0;
     for (const member of this.#members) this.#addProgress(member.id);
     // A no-op entry of the new term lets earlier entries commit (thesis 3.6.2).
     this.#appendOwn("noop", new Uint8Array(0));

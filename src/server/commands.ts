@@ -460,10 +460,13 @@ export function dispatch(ctx: CommandContext, args: Buffer[], name = argText(arg
       if (ctx.forwarded) {
         if (ctx.node.role !== "leader") throw notLeader(ctx);
         // Tell the forwarding follower how far to apply before it replies,
-        // so its client then reads its own write there.
-        const wrapped = Promise.resolve(spec.run(ctx, args.slice(1))).then((reply) =>
-          array([integer(ctx.node.appliedIndex), reply]),
-        );
+        // so its client then reads its own write there, and send it the
+        // commit index now rather than with the next append.
+        const wrapped = Promise.resolve(spec.run(ctx, args.slice(1))).then((reply) => {
+          const applied = ctx.node.appliedIndex;
+          ctx.node.announceCommit(applied);
+          return array([integer(applied), reply]);
+        });
         return settle(wrapped);
       }
       if (ctx.node.role === "leader") {

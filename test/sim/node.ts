@@ -54,6 +54,9 @@ const SLOW_WRITE_MS: [number, number] = [50, 150];
 /** Maximum time in simulated milliseconds that a commit-index-only hard state waits before it is written, as in the runtime. */
 const COMMIT_PERSIST_DELAY_MS = 200;
 
+/** Time in simulated milliseconds that a leader waits for an append to carry a new commit index before it announces it, as in the runtime. */
+const COMMIT_ANNOUNCE_DELAY_MS = 5;
+
 /** Maximum ready batches handled in one processing pass before the node is declared stuck. */
 const MAX_READY_PER_PASS = 1000;
 
@@ -156,6 +159,8 @@ export class SimNode {
   #issuedLast = { index: 0, term: 0 };
   #lastWriteDone = 0;
   #processScheduled = false;
+  /** Set while a commit announcement is scheduled. */
+  #announceArmed = false;
   #armedCrash: CrashPoint | null = null;
   #paused = false;
   /** Input that arrived while paused, handled in order on resume. */
@@ -232,6 +237,7 @@ export class SimNode {
     this.#issuedLast = { index: 0, term: 0 };
     this.#lastWriteDone = 0;
     this.#processScheduled = false;
+    this.#announceArmed = false;
     this.#armedCrash = null;
     this.#paused = false;
     this.#inputWhilePaused = [];
@@ -409,14 +415,30 @@ export class SimNode {
       // One batch per event, with at most PIPELINE_DEPTH writes in flight.
       const core = this.#core;
       if (core && core.hasReady() && this.#writesWithNewData < PIPELINE_DEPTH) this.#startWrite(core.ready());
-      return;
-    }
-    for (let handled = 0; this.#core?.hasReady(); handled++) {
-      if (handled >= MAX_READY_PER_PASS) {
-        throw new Error(`node ${this.id} produced ${MAX_READY_PER_PASS} ready batches without settling`);
+    } else {
+      for (let handled = 0; this.#core?.hasReady(); handled++) {
+        if (handled >= MAX_READY_PER_PASS) {
+          throw new Error(`node ${this.id} produced ${MAX_READY_PER_PASS} ready batches without settling`);
+        }
+        this.#handleReadySync(this.#core.ready());
       }
-      this.#handleReadySync(this.#core.ready());
     }
+    this.#armCommitAnnouncement();
+  }
+
+  /** Announces a commit that no append has carried to every follower within COMMIT_ANNOUNCE_DELAY_MS, as the runtime does. */
+  #armCommitAnnouncement(): void {
+    if (this.#announceArmed || !this.#core?.commitAnnouncementDue) return;
+    this.#announceArmed = true;
+    const incarnation = this.incarnation;
+    this.#host.schedule(COMMIT_ANNOUNCE_DELAY_MS, { kind: "announce", node: this.id }, () => {
+      if (this.incarnation !== incarnation) return;
+      this.#whenRunning(() => {
+        this.#announceArmed = false;
+        this.#core?.announceCommit();
+        this.#scheduleProcess();
+      });
+    });
   }
 
   #handleReadySync(ready: Ready): void {
