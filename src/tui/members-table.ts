@@ -115,6 +115,8 @@ const HEALTH: Column = {
 const STATE_COLUMNS = [ROLE, VOTER, TERM, LAST_LOG, COMMIT, APPLIED, LAG, CONTACT, HEALTH];
 /** The state columns for when the narrow layout does not fit either: LAST LOG and CONTACT are left out. */
 const COMPACT_STATE_COLUMNS = [ROLE, VOTER, TERM, COMMIT, APPLIED, LAG, HEALTH];
+/** The last resort: HEALTH goes too, as a down member's role is already in parentheses. */
+const MINIMAL_STATE_COLUMNS = [ROLE, VOTER, TERM, COMMIT, APPLIED, LAG];
 
 /** Width of the leader mark and the space after it. */
 const MARK_WIDTH = 2;
@@ -144,20 +146,22 @@ function renderCells(columns: Column[], widths: number[], gap: number, row: Memb
  * Returns the table as lines of blessed markup that fit `width` columns where
  * possible. The addresses get their own columns when they fit, and a second
  * line under each member otherwise, so the table also fits 80 columns. Below
- * that, LAST LOG and CONTACT are left out, which fits 60 columns unless an
- * index has seven digits or more. The leader is marked with `*` and drawn
- * in bold green.
+ * that, LAST LOG and CONTACT are left out, and then HEALTH, which fits 60
+ * columns with indexes of up to nine digits. The leader is marked with `*`
+ * and drawn in bold green.
  */
 export function renderMembersTable(rows: MemberRow[], width: number): string[] {
   const wide = [ID, CLIENT, RAFT, ...STATE_COLUMNS];
   const narrow = [ID, ...STATE_COLUMNS];
   const compact = [ID, ...COMPACT_STATE_COLUMNS];
+  const minimal = [ID, ...MINIMAL_STATE_COLUMNS];
   const layouts: Array<{ columns: Column[]; gap: number }> = [
     { columns: wide, gap: 2 },
     { columns: wide, gap: 1 },
     { columns: narrow, gap: 2 },
     { columns: narrow, gap: 1 },
     { columns: compact, gap: 1 },
+    { columns: minimal, gap: 1 },
   ];
   const layout = layouts.find(({ columns, gap }) => lineWidth(columnWidths(columns, rows), gap) <= width) ?? layouts[layouts.length - 1];
   const widths = columnWidths(layout.columns, rows);

@@ -55,6 +55,20 @@ describe("renderMembersTable", () => {
     expect(lines[6]).toBe("    client 127.0.0.1:47101  raft 127.0.0.1:47111");
   });
 
+  test("60 columns with seven-digit indexes leaves out health too", () => {
+    const big = { lastLogIndex: 1_234_567, commitIndex: 1_234_567, appliedIndex: 1_234_566 };
+    const rows = [
+      row("node-1", { ...big, role: "leader", leader: true }),
+      row("node-2", { ...big, role: "precandidate", reachable: false }),
+      row("node-3", { ...big, reachable: null, role: null }),
+    ];
+    const lines = renderMembersTable(rows, 58).map(plain);
+    for (const line of lines) expect(line.length).toBeLessThanOrEqual(58);
+    expect(lines[0].split(/\s+/)).toEqual(["", "ID", "ROLE", "VOTER", "TERM", "COMMIT", "APPLIED", "LAG"]);
+    expect(lines[3].split(/\s+/)).toEqual(["", "node-2", "(precandidate)", "yes", "12", "1234567", "1234566", "0"]);
+    expect(lines[5].split(/\s+/)).toEqual(["", "node-3", "?", "yes", "12", "1234567", "1234566", "0"]);
+  });
+
   test("wide screen uses address columns", () => {
     const lines = renderMembersTable(ROWS, 140).map(plain);
     expect(lines.length).toBe(1 + ROWS.length);
