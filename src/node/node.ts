@@ -49,7 +49,8 @@ const COMMIT_PERSIST_DELAY_MS = 200;
  * next append carries it. Announcing every commit at once cost about 12% of
  * sequential SET throughput and CPU on a 2-core VM: the announcement woke
  * both followers just before the leader replied to its client. A follower
- * that waits for a write it forwarded is told at once (announceCommit).
+ * that waits for a write it forwarded gets the commit index at once
+ * (announceCommit).
  */
 export const COMMIT_ANNOUNCE_DELAY_MS = 5;
 /**

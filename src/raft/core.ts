@@ -129,9 +129,9 @@ export class RaftCore {
   #broadcastPending = false;
   /**
    * Highest index that a follower waits to hear committed, from
-   * announceCommit(). Until a follower has heard it, each of its
-   * acknowledgements that leaves it behind the commit index is answered
-   * with an announcement at once.
+   * announceCommit(). Until a follower has heard it, the leader sends it
+   * the commit index at once after each acknowledgement that leaves it
+   * behind.
    */
   #awaitedCommit = 0;
 
@@ -749,8 +749,8 @@ export class RaftCore {
   }
 
   /**
-   * True when this leader has a follower that holds entries committed since
-   * it last heard the commit index. Appends and periodic heartbeats carry
+   * True when this leader has a follower that stored entries committed
+   * after the last commit index it heard. Appends and periodic heartbeats carry
    * the commit index, so the runtime calls announceCommit() for it only when
    * neither came soon, or when a follower waits for the commit.
    */
@@ -764,7 +764,7 @@ export class RaftCore {
 
   /**
    * Sends a quiet heartbeat, which gets no response, to every follower that
-   * holds entries committed since it last heard the commit index, so that
+   * stored entries committed after the last commit index it heard, so that
    * local reads there catch up. With `awaited`, the index of a write that a
    * follower forwarded and waits to apply, a follower whose acknowledgement
    * of that index is still on its way gets the commit index as soon as it

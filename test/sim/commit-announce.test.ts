@@ -92,7 +92,7 @@ describe("commit announcement", () => {
     expect(n3.commitIndex).toBe(index);
   });
 
-  test("reaches a follower that waits for its forwarded write as soon as it acknowledges", () => {
+  test("forwarding follower hears on acknowledging", () => {
     const cores = electFirst(["n1", "n2", "n3"]);
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cores.get(id)!);
     expect(n1.propose(new Uint8Array([1])).ok).toBe(true);

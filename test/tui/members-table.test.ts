@@ -55,7 +55,7 @@ describe("renderMembersTable", () => {
     expect(lines[6]).toBe("    client 127.0.0.1:47101  raft 127.0.0.1:47111");
   });
 
-  test("60 columns with seven-digit indexes leaves out health too", () => {
+  test("60 columns, seven-digit indexes drop health", () => {
     const big = { lastLogIndex: 1_234_567, commitIndex: 1_234_567, appliedIndex: 1_234_566 };
     const rows = [
       row("node-1", { ...big, role: "leader", leader: true }),
