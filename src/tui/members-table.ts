@@ -147,8 +147,8 @@ function renderCells(columns: Column[], widths: number[], gap: number, row: Memb
  * possible. The addresses get their own columns when they fit, and a second
  * line under each member otherwise, so the table also fits 80 columns. Below
  * that, LAST LOG and CONTACT are left out, and then HEALTH, which fits 60
- * columns with indexes of up to nine digits. The leader is marked with `*`
- * and drawn in bold green.
+ * columns with ids as long as node-1 and indexes of up to nine digits. The
+ * leader is marked with `*` and drawn in bold green.
  */
 export function renderMembersTable(rows: MemberRow[], width: number): string[] {
   const wide = [ID, CLIENT, RAFT, ...STATE_COLUMNS];
