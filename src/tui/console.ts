@@ -37,7 +37,7 @@ const HELP_LINES = [
   "  the member. HEALTH: whether it replied to the latest INFO poll.",
   "  A down member's row keeps what it last reported, role in ( ).",
   "",
-  "Press any key to close this help.",
+  "Arrows and PgUp / PgDn scroll this help; other keys close it.",
 ];
 
 /** Width of the help box in columns, or of the screen when that is narrower. */
@@ -122,6 +122,8 @@ export class TuiConsole {
       tags: true,
       wrap: false,
       scrollable: true,
+      // Without it, blessed moves a hidden cursor down the box before the view scrolls.
+      alwaysScroll: true,
     });
     // Each pane gets its own style objects, because blessed keeps them and the border color changes per pane.
     const paneOptions = () => ({
@@ -149,6 +151,8 @@ export class TuiConsole {
       label: " Help ",
       tags: true,
       hidden: true,
+      scrollable: true,
+      alwaysScroll: true,
       content: HELP_LINES.join("\n"),
     });
 
@@ -187,6 +191,7 @@ export class TuiConsole {
     this.#appendEvents();
     this.#renderCommandLine();
     this.#help.width = Math.min(HELP_WIDTH, Number(this.#screen.width));
+    this.#help.height = Math.min(HELP_LINES.length + 2, Number(this.#screen.height));
     this.#screen.render();
   }
 
@@ -238,11 +243,13 @@ export class TuiConsole {
     const cursorCell = this.#mode === "command" ? `{inverse}${under}{/inverse}` : under;
     this.#commandLine.setContent(`> ${before}${cursorCell}${after}`);
 
-    const label =
+    const labels =
       this.#mode === "command"
-        ? " Command: Enter runs, Tab completes, ? help, q quits "
-        : " Scrolling: Tab switches pane, arrows scroll, Esc returns ";
-    this.#commandLine.setLabel(label);
+        ? [" Command: Enter runs, Tab completes, ? help, q quits ", " Command: Enter, Tab, ? help, q quits "]
+        : [" Scrolling: Tab switches pane, arrows scroll, Esc returns ", " Scrolling: Tab pane, arrows, Esc back "];
+    // The label sits on the top border between its corners and a line each side.
+    const fits = labels[0].length + 4 <= Number(this.#screen.width);
+    this.#commandLine.setLabel(fits ? labels[0] : labels[1]);
     for (const name of SCROLL_PANES) this.#setBorderHighlight(this.#pane(name), this.#mode === "scroll" && this.#scrollPane === name);
   }
 
@@ -277,6 +284,10 @@ export class TuiConsole {
     // blessed reports Enter twice, as "enter" and as "return", so only "enter" is handled.
     if (key.name === "return") return;
     if (!this.#help.hidden) {
+      if (this.#scrollHelp(key)) {
+        this.#screen.render();
+        return;
+      }
       this.#help.hide();
       // A key typed to close the help also goes to the command line, so
       // typing right away loses nothing. Escape, Enter, ? and q only close it.
@@ -354,10 +365,25 @@ export class TuiConsole {
       return;
     }
     if (editor.text === "" && ch === "?") {
-      this.#help.show();
+      this.#showHelp();
       return;
     }
     editor.insert(ch);
+  }
+
+  #showHelp(): void {
+    this.#help.setScrollPerc(0);
+    this.#help.show();
+  }
+
+  /** Scrolls the open help for an arrow or page key, which a help taller than the screen needs. Returns whether the key was one. */
+  #scrollHelp(key: KeyEvent): boolean {
+    const page = Math.max(1, Number(this.#help.height) - 2);
+    const steps: Record<string, number> = { up: -1, down: 1, pageup: -page, pagedown: page };
+    const step = steps[key.full];
+    if (step === undefined) return false;
+    this.#help.scroll(step);
+    return true;
   }
 
   #onScrollKey(ch: string | undefined, key: KeyEvent): void {
@@ -373,7 +399,7 @@ export class TuiConsole {
         this.#quit();
         return;
       case "?":
-        this.#help.show();
+        this.#showHelp();
         return;
       case "tab":
       case "S-tab": {

@@ -240,13 +240,13 @@ describe("echokv tui", () => {
 
   test("shows help on ?", async () => {
     type(MAIN_SESSION, "?");
-    await waitForScreen(MAIN_SESSION, "the help", (text) => text.includes("Press any key to close this help."));
+    await waitForScreen(MAIN_SESSION, "the help", (text) => text.includes("other keys close it."));
     type(MAIN_SESSION, "", "Escape");
-    await waitForScreen(MAIN_SESSION, "the help to close", (text) => !text.includes("Press any key to close this help."));
+    await waitForScreen(MAIN_SESSION, "the help to close", (text) => !text.includes("other keys close it."));
 
     // A letter typed at the open help closes it and stays on the command line.
     type(MAIN_SESSION, "?");
-    await waitForScreen(MAIN_SESSION, "the help again", (text) => text.includes("Press any key to close this help."));
+    await waitForScreen(MAIN_SESSION, "the help again", (text) => text.includes("other keys close it."));
     type(MAIN_SESSION, "PING", "Enter");
     await waitForScreen(MAIN_SESSION, "the PING reply", (text) => text.includes("> PING") && /│PONG\s/.test(text));
   }, 20_000);
@@ -260,6 +260,34 @@ describe("echokv tui", () => {
     type(MAIN_SESSION, "", "Escape");
     await waitForScreen(MAIN_SESSION, "the command mode label", (text) => text.includes("Command: Enter runs"));
   }, 20_000);
+
+  test("fits a 60x20 terminal", async () => {
+    tmux("resize-window", "-t", MAIN_SESSION, "-x", "60", "-y", "20");
+    try {
+      // The help is taller than the screen, so its end is reached by scrolling.
+      type(MAIN_SESSION, "?");
+      await waitForScreen(MAIN_SESSION, "the top of the help", (text) => text.includes("Command line") && !text.includes("scroll this help"));
+      type(MAIN_SESSION, "", "PageDown", "PageDown");
+      await waitForScreen(MAIN_SESSION, "the end of the help", (text) => text.includes("scroll this help"));
+      type(MAIN_SESSION, "", "Escape");
+      await waitForScreen(MAIN_SESSION, "the help to close", (text) => !text.includes("scroll this help"));
+
+      // Each mode's label fits on the command line's border, the scroll mode's in its short form.
+      await waitForScreen(MAIN_SESSION, "the command label", (text) => text.includes("┌─ Command: Enter runs, Tab completes, ? help, q quits ─"));
+      type(MAIN_SESSION, "", "Escape");
+      await waitForScreen(MAIN_SESSION, "the short scroll label", (text) => text.includes("┌─ Scrolling: Tab pane, arrows, Esc back ─"));
+      await Bun.sleep(100);
+      type(MAIN_SESSION, "", "Escape");
+      await waitForScreen(MAIN_SESSION, "command mode", (text) => text.includes("Command: Enter"));
+    } finally {
+      tmux("resize-window", "-t", MAIN_SESSION, "-x", "80", "-y", "24");
+    }
+    type(MAIN_SESSION, "", "Escape");
+    await waitForScreen(MAIN_SESSION, "the long scroll label", (text) => text.includes("Scrolling: Tab switches pane"));
+    await Bun.sleep(100);
+    type(MAIN_SESSION, "", "Escape");
+    await waitForScreen(MAIN_SESSION, "command mode again", (text) => text.includes("Command: Enter runs"));
+  }, 30_000);
 
   test("follows the new leader after SIGKILL", async () => {
     leader.process.kill("SIGKILL");
