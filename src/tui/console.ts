@@ -98,6 +98,11 @@ export class TuiConsole {
   readonly #editor = new LineEditor();
   #mode: Mode = "command";
   #scrollPane: ScrollPane = "events";
+  /**
+   * First row of the members table shown under its header. The console
+   * scrolls the table itself, so that the header stays in view.
+   */
+  #membersOffset = 0;
   /** Value of monitor.eventsRecorded when the event pane was last brought up to date. */
   #eventsShown = 0;
   /** Commands run one after another, so each reply is printed under its command. */
@@ -121,9 +126,6 @@ export class TuiConsole {
       label: " Members ",
       tags: true,
       wrap: false,
-      scrollable: true,
-      // Without it, blessed moves a hidden cursor down the box before the view scrolls.
-      alwaysScroll: true,
     });
     // Each pane gets its own style objects, because blessed keeps them and the border color changes per pane.
     const paneOptions = () => ({
@@ -203,14 +205,16 @@ export class TuiConsole {
     const screenHeight = Number(this.#screen.height);
     const width = Number(this.#screen.width) - 2;
     const leader = this.#monitor.leader;
-    const lines = renderMembersTable(memberRows(this.#monitor.members, leader?.id ?? null, Date.now()), width);
+    const [header, ...rows] = renderMembersTable(memberRows(this.#monitor.members, leader?.id ?? null, Date.now()), width);
 
     // The table takes what it needs but leaves 8 rows to the event and results panes. Scroll mode scrolls the rest.
     const maxHeight = Math.max(4, screenHeight - 1 - 3 - 8);
-    const height = Math.min(lines.length + 2, maxHeight);
+    const height = Math.min(rows.length + 3, maxHeight);
     const resized = height !== Number(this.#members.height);
     this.#members.height = height;
-    this.#members.setContent(lines.join("\n"));
+    const visibleRows = height - 3;
+    this.#membersOffset = Math.max(0, Math.min(this.#membersOffset, rows.length - visibleRows));
+    this.#members.setContent([header, ...rows.slice(this.#membersOffset, this.#membersOffset + visibleRows)].join("\n"));
     this.#events.top = 1 + height;
     this.#results.top = 1 + height;
     // A taller table shortens the panes below it, which would hide their
@@ -387,7 +391,6 @@ export class TuiConsole {
   }
 
   #onScrollKey(ch: string | undefined, key: KeyEvent): void {
-    const pane = this.#pane(this.#scrollPane);
     switch (key.full) {
       case "escape":
       case "enter":
@@ -409,25 +412,25 @@ export class TuiConsole {
       }
       case "up":
       case "k":
-        pane.scroll(-1);
+        this.#scrollBy(-1);
         return;
       case "down":
       case "j":
-        pane.scroll(1);
+        this.#scrollBy(1);
         return;
       case "pageup":
-        this.#scrollPage(pane, -1);
+        this.#scrollBy(-this.#pageLines());
         return;
       case "pagedown":
-        this.#scrollPage(pane, 1);
+        this.#scrollBy(this.#pageLines());
         return;
       case "home":
       case "g":
-        pane.setScrollPerc(0);
+        this.#scrollBy(-Infinity);
         return;
       case "end":
       case "S-g":
-        pane.setScrollPerc(100);
+        this.#scrollBy(Infinity);
         return;
     }
     // Typing anything else goes back to the command line with that character.
@@ -439,6 +442,26 @@ export class TuiConsole {
 
   #scrollPage(pane: Widgets.BoxElement, direction: 1 | -1): void {
     pane.scroll(direction * Math.max(1, Number(pane.height) - 3));
+  }
+
+  /** Lines that a page key scrolls in the pane being scrolled. */
+  #pageLines(): number {
+    const pane = this.#pane(this.#scrollPane);
+    // The members table keeps its header in view, so one line fewer moves.
+    const fixedLines = this.#scrollPane === "members" ? 4 : 3;
+    return Math.max(1, Number(pane.height) - fixedLines);
+  }
+
+  /** Scrolls the pane being scrolled by `lines`, or to its top or bottom for an infinite count. */
+  #scrollBy(lines: number): void {
+    if (this.#scrollPane === "members") {
+      // #renderMembers, which runs after every key, clamps the offset to the rows there are.
+      this.#membersOffset = Math.max(0, this.#membersOffset + lines);
+      return;
+    }
+    const pane = this.#pane(this.#scrollPane);
+    if (Number.isFinite(lines)) pane.scroll(lines);
+    else pane.setScrollPerc(lines > 0 ? 100 : 0);
   }
 
   #complete(): void {

@@ -276,6 +276,23 @@ describe("echokv tui", () => {
       await waitForScreen(MAIN_SESSION, "the command label", (text) => text.includes("┌─ Command: Enter runs, Tab completes, ? help, q quits ─"));
       type(MAIN_SESSION, "", "Escape");
       await waitForScreen(MAIN_SESSION, "the short scroll label", (text) => text.includes("┌─ Scrolling: Tab pane, arrows, Esc back ─"));
+
+      // The members table has more rows than fit, and scrolls one row per key under its header.
+      const membersLines = (text: string) => text.split("\n").slice(2, 2 + 5);
+      const before = membersLines(capture(MAIN_SESSION));
+      expect(before[0]).toContain(" ID ");
+      // Tab moves the yellow border from pane to pane; scroll mode remembers the last one.
+      const membersPicked = () => capture(MAIN_SESSION, true).split("\n")[1]?.includes("\x1b[33m") === true;
+      for (let presses = 0; presses < 3 && !membersPicked(); presses++) {
+        type(MAIN_SESSION, "", "Tab");
+        await Bun.sleep(100);
+      }
+      expect(membersPicked()).toBe(true);
+      type(MAIN_SESSION, "", "Down");
+      const scrolled = membersLines(await waitForScreen(MAIN_SESSION, "the members table to scroll", (text) => membersLines(text)[1] === before[2]));
+      expect(scrolled[0]).toBe(before[0]);
+      type(MAIN_SESSION, "", "Home");
+      await waitForScreen(MAIN_SESSION, "the members table back at its top", (text) => membersLines(text)[1] === before[1]);
       await Bun.sleep(100);
       type(MAIN_SESSION, "", "Escape");
       await waitForScreen(MAIN_SESSION, "command mode", (text) => text.includes("Command: Enter"));
