@@ -37,7 +37,7 @@ function readFrom(file: string, offset: number): string {
 
 /** Returns the level and message of one log line of EchoKV, etcd (capnslog or zap) or Redis, or null. */
 function parseLine(line: string): { level: LogGroup["level"] | "other"; message: string } | null {
-  // EchoKV: 2026-12-04T19:41:41.123Z WARN  node=node-1 term=3 msg="slow disk write" ms=612
+  // EchoKV: 2026-12-04T19:41:41.123Z WARN  node=node-1 term=3 msg="slow log write: a slow disk, or the process was paused" ms=612
   const echokv = /^\S+ (DEBUG|INFO|WARN|ERROR)\s+.*?msg="([^"]*)"/.exec(line);
   if (echokv) return { level: levelOf(echokv[1]), message: echokv[2] };
   // etcd with capnslog: 2026-12-04 20:30:00.123456 W | etcdserver: read-only range request ... took too long

@@ -1304,7 +1304,9 @@ export class EchoNode {
   }
 
   #warnIfSlow(writeMs: number): void {
-    if (writeMs > SLOW_WRITE_MS) this.#logger.warn("slow disk write", { ms: Math.round(writeMs) });
+    // A stopped process (SIGSTOP, a paused VM) times its writes as slow too,
+    // and the node cannot distinguish the two, so the message names both.
+    if (writeMs > SLOW_WRITE_MS) this.#logger.warn("slow log write: a slow disk, or the process was paused", { ms: Math.round(writeMs) });
   }
 
   /** Tells the operator how to add this node back: the JOIN to send to a member. */
