@@ -252,8 +252,8 @@ export class OutboundPeer {
   /** Logs a peer that shuts down on purpose at info level, because its close is expected, and ends the attempt. */
   #onGoodbye(attempt: Attempt): void {
     this.#logger.info("peer is shutting down");
-    // This line stands for the close and for the failed dials until the peer
-    // is back, unless it stays down for plannedStopWarnMs.
+    // This line covers the close and the failed dials until the peer is
+    // back, unless it stays down for plannedStopWarnMs.
     this.#failureLogged = true;
     this.#goodbyeAt = Date.now();
     this.#fail(attempt, "the peer is shutting down");

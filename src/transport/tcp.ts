@@ -17,8 +17,8 @@ import type { PeerSettings } from "./peer.ts";
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_PEER_BUFFERED_BYTES,
-  DEFAULT_RECONNECT_INITIAL_MS,
   DEFAULT_PLANNED_STOP_WARN_MS,
+  DEFAULT_RECONNECT_INITIAL_MS,
   DEFAULT_RECONNECT_MAX_MS,
 } from "./transport.ts";
 import type { PeerAddress, Transport, TransportOptions } from "./transport.ts";

@@ -354,10 +354,10 @@ export class TuiConsole {
         this.#complete();
         return;
       case "pageup":
-        this.#scrollPage(this.#results, -1);
+        this.#results.scroll(-this.#pageLines("results"));
         return;
       case "pagedown":
-        this.#scrollPage(this.#results, 1);
+        this.#results.scroll(this.#pageLines("results"));
         return;
       case "escape":
         this.#mode = "scroll";
@@ -375,6 +375,7 @@ export class TuiConsole {
     editor.insert(ch);
   }
 
+  /** Shows the help from its first line. */
   #showHelp(): void {
     this.#help.setScrollPerc(0);
     this.#help.show();
@@ -419,10 +420,10 @@ export class TuiConsole {
         this.#scrollBy(1);
         return;
       case "pageup":
-        this.#scrollBy(-this.#pageLines());
+        this.#scrollBy(-this.#pageLines(this.#scrollPane));
         return;
       case "pagedown":
-        this.#scrollBy(this.#pageLines());
+        this.#scrollBy(this.#pageLines(this.#scrollPane));
         return;
       case "home":
       case "g":
@@ -440,16 +441,11 @@ export class TuiConsole {
     }
   }
 
-  #scrollPage(pane: Widgets.BoxElement, direction: 1 | -1): void {
-    pane.scroll(direction * Math.max(1, Number(pane.height) - 3));
-  }
-
-  /** Lines that a page key scrolls in the pane being scrolled. */
-  #pageLines(): number {
-    const pane = this.#pane(this.#scrollPane);
-    // The members table keeps its header in view, so one line fewer moves.
-    const fixedLines = this.#scrollPane === "members" ? 4 : 3;
-    return Math.max(1, Number(pane.height) - fixedLines);
+  /** Returns the lines that a page key scrolls in pane `name`: its height less the borders and one line of overlap. */
+  #pageLines(name: ScrollPane): number {
+    // The members table also keeps its header in view.
+    const fixedLines = name === "members" ? 4 : 3;
+    return Math.max(1, Number(this.#pane(name).height) - fixedLines);
   }
 
   /** Scrolls the pane being scrolled by `lines`, or to its top or bottom for an infinite count. */

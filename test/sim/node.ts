@@ -426,7 +426,7 @@ export class SimNode {
     this.#armCommitAnnouncement();
   }
 
-  /** Announces a commit that no append has carried to every follower within COMMIT_ANNOUNCE_DELAY_MS, as the runtime does. */
+  /** Schedules a commit announcement for COMMIT_ANNOUNCE_DELAY_MS later when a follower lags, as the runtime does. */
   #armCommitAnnouncement(): void {
     if (this.#announceArmed || !this.#core?.commitAnnouncementDue) return;
     this.#announceArmed = true;
