@@ -1273,6 +1273,15 @@ export class EchoNode {
     for (const member of [...committedConfig, ...members]) {
       if (member.id !== this.id) peers.set(member.id, member.raftAddr);
     }
+    // A snapshot from before this node's addition may leave out the leader
+    // that sends it, which still needs this node's acknowledgements to send
+    // the rest of the log. So a joining node keeps the members from its JOIN
+    // reply until a configuration lists it.
+    if (this.#awaitingOwnAddition()) {
+      for (const member of this.#joinMembers.values()) {
+        if (!peers.has(member.id)) peers.set(member.id, member.raftAddr);
+      }
+    }
     const key = members.map((member) => `${member.id}=${member.raftAddr}/${member.clientAddr}/${member.voter}`).join(",");
     const peersKey = [...peers].map(([id, addr]) => `${id}=${addr}`).join(",");
     if (!force && key === this.#lastPeers && peersKey === this.#lastPeerAddrs) return;

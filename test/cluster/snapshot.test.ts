@@ -8,7 +8,7 @@
 import { describe, expect } from "bun:test";
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Cluster, clusterTest, freePort, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
+import { Cluster, clusterTest, describeReply, freePort, installClusterHooks, replyText, runEchokv, type ClusterNode } from "../support/cluster.ts";
 import { RespClient } from "../../src/client/client.ts";
 
 installClusterHooks();
@@ -80,6 +80,38 @@ describe("snapshots", () => {
       expect(await wrongKeys(follower.clientAddr, "r", 1500)).toEqual([]);
     },
     90_000,
+  );
+
+  clusterTest(
+    "new member installs snapshot that predates leader",
+    async () => {
+      // node-1's only snapshot lists node-1 alone. node-2 installs it when it
+      // joins, leads after a TRANSFER, and sends it to node-4. node-4 must keep
+      // sending its acknowledgements to node-2, which that snapshot leaves out.
+      const cluster = new Cluster({ name: "snap-old-members" });
+      const first = cluster.addNode({ joinAddr: null });
+      await cluster.start(first);
+      await cluster.waitForLeader([first]);
+      await writeKeys(first.clientAddr, "a", 50);
+      expect((await cluster.command(first, ["SNAPSHOT"])).type).not.toBe("error");
+      await first.waitForLog('msg="snapshot taken"');
+
+      const second = cluster.addNode();
+      const third = cluster.addNode();
+      await Promise.all([cluster.start(second), cluster.start(third)]);
+      await cluster.waitForVoters([first, second, third]);
+      expect(describeReply(await cluster.command(first, ["TRANSFER", second.id]))).toBe(JSON.stringify(second.id));
+      expect(await cluster.waitForLeader([first, second, third])).toBe(second);
+      await writeKeys(second.clientAddr, "b", 10);
+
+      const fourth = cluster.addNode({ joinAddr: second.clientAddr });
+      await cluster.start(fourth);
+      await cluster.waitForValue(fourth, "b9", "v9", 10_000);
+      expect(await wrongKeys(fourth.clientAddr, "a", 50)).toEqual([]);
+      await cluster.waitForVoters([first, second, third, fourth]);
+      expect(fourth.log()).not.toContain('msg="peer removed"');
+    },
+    60_000,
   );
 
   clusterTest(
