@@ -349,7 +349,9 @@ async function announceNewAddresses(
         .status()
         .members.filter((member) => member.id !== settings.nodeId)
         .map((member) => member.clientAddr);
-  let lastError = "no other member is known";
+  // The only member of a one-node cluster leads it, so it records its own addresses.
+  if (targets.length === 0) targets.push(settings.clientAddr);
+  let lastError = "no member accepted the change";
   for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && targets.length > 0 && !stopped(); attempt++) {
     const target = targets[attempt % targets.length];
     try {

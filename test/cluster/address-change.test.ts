@@ -69,6 +69,31 @@ describe("address change", () => {
   );
 
   clusterTest(
+    "one-node cluster records own move",
+    async () => {
+      const cluster = new Cluster({ name: "address-change-single" });
+      const [only] = await cluster.startCluster(1);
+      expect(replyText(await cluster.command(only, ["SET", "p", "1"]))).toBe("OK");
+      const oldRaftAddr = only.raftAddr;
+
+      await cluster.kill(only, "SIGTERM");
+      only.moveToNewPorts();
+      await cluster.start(only, "ping");
+      await only.waitForLog("address change recorded", 20_000);
+      const members = await membersByRaftAddr(cluster, only);
+      expect(members.get(only.raftAddr)).toBe(only.id);
+      expect(members.has(oldRaftAddr)).toBe(false);
+
+      // A node that joins now dials the recorded address and gets the data.
+      const joiner = cluster.addNode({ joinAddr: only.clientAddr });
+      await cluster.start(joiner);
+      await cluster.waitForValue(joiner, "p", "1", 10_000);
+      await cluster.waitForVoters([only, joiner]);
+    },
+    60_000,
+  );
+
+  clusterTest(
     "new node on taken address",
     async () => {
       const cluster = new Cluster({ name: "address-taken" });
