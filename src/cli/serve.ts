@@ -1,6 +1,8 @@
 // `echokv serve`: runs one node. Without state and without --join-addr it
 // bootstraps a one-node cluster. Without state and with --join-addr it sends
-// JOIN to that member. With state it recovers and ignores --join-addr.
+// JOIN to that member. With state it recovers, and uses --join-addr only to
+// check that this member belongs to the node's own cluster and to record new
+// addresses of its own.
 
 import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, rmSync, statSync } from "node:fs";
@@ -30,7 +32,11 @@ const serveArgs = {
   "node-id": { type: "string", description: "Unique id of this node, such as node-1 (letters, digits, '.', '_', '-'); required" },
   "listen-addr": { type: "string", description: "host:port of the RESP client listener; ':5379' means all interfaces", default: "127.0.0.1:5379" },
   "raft-addr": { type: "string", description: "host:port of the peer listener, as other nodes reach it", default: "127.0.0.1:15379" },
-  "join-addr": { type: "string", description: "Client address (host:port) of any member of the cluster to join; ignored once the node has state" },
+  "join-addr": {
+    type: "string",
+    description:
+      "Client address (host:port) of any member of the cluster to join. A node with state does not join again. It stops if this member belongs to another cluster, and asks it to record new addresses of its own",
+  },
   "data-dir": { type: "string", description: "Directory of this node's database (default: data/<node-id>)" },
   "tick-ms": { type: "string", description: "Length of one Raft tick in milliseconds", default: "50" },
   "election-ticks": { type: "string", description: "Election timeout in ticks (randomized up to twice this)", default: "10" },
@@ -95,8 +101,14 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
 
   // Other nodes reach the client port on the raft host when it listens on every interface.
   const listen = parseHostPort(listenAddr);
-  const raftHost = parseHostPort(raftAddr).host;
-  const clientHost = listen.host === "0.0.0.0" || listen.host === "::" ? raftHost : listen.host;
+  const raft = parseHostPort(raftAddr);
+  const raftHost = raft.host;
+  if (listen.port === raft.port && (listen.host === raft.host || isWildcardHost(listen.host) || isWildcardHost(raft.host))) {
+    throw new UsageError(
+      `--listen-addr ${listenAddr} and --raft-addr ${raftAddr} share a port; give the client and peer listeners different ports, such as 5379 and 15379`,
+    );
+  }
+  const clientHost = isWildcardHost(listen.host) ? raftHost : listen.host;
   const clientAddr = `${clientHost.includes(":") ? `[${clientHost}]` : clientHost}:${listen.port}`;
 
   const tickMs = intFlag(flags["tick-ms"], "tick-ms", 50, 1, 10_000);
@@ -168,6 +180,11 @@ function parseLogLevel(value: string): LogLevel {
 }
 
 /** Accepts ":port" as "0.0.0.0:port"; other forms must be host:port. */
+/** Returns whether a listener on `host` accepts connections on every interface. */
+function isWildcardHost(host: string): boolean {
+  return host === "0.0.0.0" || host === "::";
+}
+
 function normalizeListenAddr(value: string, flag: string): string {
   const addr = value.startsWith(":") ? `0.0.0.0${value}` : value;
   try {

@@ -404,6 +404,11 @@ describe("bad operator input", () => {
             args: ["serve", "--node-id", "node-1", "--listen-addr", port(), "--raft-addr", "127.0.0.1:abc", "--data-dir", join(scratch, "e")],
             message: /invalid --raft-addr.*abc/,
           },
+          {
+            name: "client and peer ports the same",
+            args: ["serve", "--node-id", "node-1", "--listen-addr", ":28379", "--raft-addr", "127.0.0.1:28379", "--data-dir", join(scratch, "j")],
+            message: /--listen-addr 0\.0\.0\.0:28379 and --raft-addr 127\.0\.0\.1:28379 share a port/,
+          },
           { name: "zero tick", args: ["serve", "--node-id", "node-1", ...base("f"), "--tick-ms", "0"], message: /invalid --tick-ms "0"/ },
           {
             name: "value limit not a number",
