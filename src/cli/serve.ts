@@ -274,7 +274,14 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   const nodeLogger = logger.with(() => ({ node: settings.nodeId, term: node.term }));
   for (const conversion of storage.conversions) nodeLogger.info("data directory converted", { change: conversion });
   if (mode === "bootstrap" && settings.restore === null) nodeLogger.info("bootstrapped a new one-node cluster", { cluster: node.clusterId ?? "" });
-  if (mode === "recover" && settings.joinAddr) {
+  // A node killed after its JOIN reply, but before its log had a
+  // configuration, restarts with a cluster id and no members, so it has no
+  // peer to reply to. A second JOIN returns the members, and a member that
+  // already lists this data directory adds nothing.
+  const rejoin = mode === "recover" && settings.joinAddr !== null && !node.hasConfiguration;
+  if (rejoin) {
+    nodeLogger.info("node has a cluster id but no configuration yet; sending JOIN again", { join_addr: settings.joinAddr });
+  } else if (mode === "recover" && settings.joinAddr) {
     nodeLogger.info("node has cluster state; not joining again", { join_addr: settings.joinAddr });
     if (joinCheck?.unreachable) {
       nodeLogger.info("could not check the cluster of --join-addr; starting from the data directory", {
@@ -327,7 +334,7 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
   try {
     await node.start();
     server.start();
-    if (mode === "join") await joinCluster(node, settings, nodeLogger);
+    if (mode === "join" || rejoin) await joinCluster(node, settings, nodeLogger);
     if (mode === "recover") void announceNewAddresses(node, settings, nodeLogger, () => stopping, (err) => fatal?.(err));
     if (joinCheck?.unreachable) void recheckJoinTargetCluster(settings, node.clusterId ?? "", () => stopping, (err) => fatal?.(err));
   } catch (err) {

@@ -304,6 +304,11 @@ export class EchoNode {
     return this.#clusterId;
   }
 
+  /** Whether the log or a snapshot of this node contains a configuration. */
+  get hasConfiguration(): boolean {
+    return this.#core.members.length > 0;
+  }
+
   /** Random id of this node's data directory, sent with JOIN. */
   get incarnation(): string {
     return this.#storage.incarnation();

@@ -252,3 +252,41 @@ describe("membership while a node is down", () => {
     60_000,
   );
 });
+
+describe("join interrupted", () => {
+  clusterTest(
+    "node killed during its first snapshot",
+    async () => {
+      // The leader compacts its log, so the new node starts with a snapshot
+      // of 16 MB. Killed while it arrives, the node has a cluster id but no
+      // configuration, and must still find its peers after a restart.
+      const cluster = new Cluster({ name: "join-interrupted", extraArgs: ["--snapshot-entries", "20"] });
+      const first = cluster.addNode({ joinAddr: null });
+      await cluster.start(first);
+      await cluster.waitForLeader([first]);
+      const client = await cluster.client(first, 30_000);
+      const value = "v".repeat(100_000);
+      for (let i = 0; i < 160; i++) expect(replyText(await client.command(["SET", `big${i}`, value]))).toBe("OK");
+      expect(replyText(await client.command(["SET", "last", "done"]))).toBe("OK");
+      await first.waitForLog('msg="stored log compacted"', 10_000);
+
+      const joiner = cluster.addNode();
+      await cluster.start(joiner, "none");
+      await joiner.waitForLog("incoming snapshot transfer started", 10_000);
+      await cluster.kill(joiner, "SIGKILL");
+      expect(joiner.log()).not.toContain("installed snapshot from the leader");
+
+      await cluster.start(joiner, "ping");
+      await cluster.waitForValue(joiner, "last", "done", 20_000);
+      const joinerClient = await cluster.client(joiner, 30_000);
+      const wrong: string[] = [];
+      for (let i = 0; i < 160; i++) {
+        if (replyText(await joinerClient.command(["GET", `big${i}`])) !== value) wrong.push(`big${i}`);
+      }
+      expect(wrong).toEqual([]);
+      await cluster.waitForVoters([first, joiner]);
+      expect(joiner.log()).toContain("sending JOIN again");
+    },
+    60_000,
+  );
+});
