@@ -348,8 +348,8 @@ export async function runNode(settings: ServeSettings, logger: Logger): Promise<
  * Records new addresses of a node restarted from its data directory on other
  * addresses than its configuration lists. Its peers would otherwise keep
  * dialling the old raft address and never reach it. Sends JOIN, which the
- * leader turns into an address change, to --join-addr or else to each other
- * member in turn, once a second, until one accepts or the attempts run out.
+ * leader turns into an address change, to --join-addr and each other member
+ * in turn, once a second, until one accepts or the attempts run out.
  */
 async function announceNewAddresses(
   node: EchoNode,
@@ -367,12 +367,12 @@ async function announceNewAddresses(
     previous_client_addr: recorded.clientAddr,
   };
   logger.info("this node's addresses changed; asking the cluster to record the new ones", fields);
-  const targets = settings.joinAddr
-    ? [settings.joinAddr]
-    : node
-        .status()
-        .members.filter((member) => member.id !== settings.nodeId)
-        .map((member) => member.clientAddr);
+  // --join-addr may be down or gone, so the other members come after it.
+  const others = node
+    .status()
+    .members.filter((member) => member.id !== settings.nodeId)
+    .map((member) => member.clientAddr);
+  const targets = [...new Set([...(settings.joinAddr ? [settings.joinAddr] : []), ...others])];
   // The only member of a one-node cluster leads it, so it records its own addresses.
   if (targets.length === 0) targets.push(settings.clientAddr);
   let lastError = "no member accepted the change";

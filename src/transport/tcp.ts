@@ -120,7 +120,9 @@ export class TcpTransport implements Transport {
       if (targetPeers.get(id) === peer.raftAddr) continue;
       peer.close();
       this.#peers.delete(id);
-      this.#logger.info(targetPeers.has(id) ? "peer address changed" : "peer removed", { peer: id, addr: peer.raftAddr });
+      const newAddr = targetPeers.get(id);
+      if (newAddr === undefined) this.#logger.info("peer removed", { peer: id, addr: peer.raftAddr });
+      else this.#logger.info("peer address changed", { peer: id, addr: newAddr, previous_addr: peer.raftAddr });
     }
 
     for (const [id, raftAddr] of targetPeers) {

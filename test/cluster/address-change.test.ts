@@ -4,7 +4,7 @@
 // never lists two members on one raft address.
 
 import { describe, expect } from "bun:test";
-import { Cluster, clusterTest, installClusterHooks, replyText, type ClusterNode } from "../support/cluster.ts";
+import { Cluster, clusterTest, freePort, installClusterHooks, replyText, type ClusterNode } from "../support/cluster.ts";
 
 installClusterHooks();
 
@@ -66,6 +66,30 @@ describe("address change", () => {
       expect(after.get(moved.raftAddr)).toBe(moved.id);
     },
     90_000,
+  );
+
+  clusterTest(
+    "move recorded with join address down",
+    async () => {
+      const cluster = new Cluster({ name: "address-change-join-down" });
+      const nodes = await cluster.startCluster(3);
+      const leader = await cluster.waitForLeader(nodes);
+      const moved = nodes.find((node) => node !== leader)!;
+      const oldRaftAddr = moved.raftAddr;
+
+      // Nothing listens on the --join-addr, so the other members must take the change.
+      await cluster.kill(moved, "SIGTERM");
+      moved.moveToNewPorts();
+      moved.joinAddr = `127.0.0.1:${freePort()}`;
+      await cluster.start(moved, "ping");
+      await moved.waitForLog("address change recorded", 20_000);
+      const members = await membersByRaftAddr(cluster, leader);
+      expect(members.get(moved.raftAddr)).toBe(moved.id);
+      expect(members.has(oldRaftAddr)).toBe(false);
+      expect(replyText(await cluster.command(leader, ["SET", "p", "1"]))).toBe("OK");
+      await cluster.waitForValue(moved, "p", "1", 10_000);
+    },
+    60_000,
   );
 
   clusterTest(
