@@ -102,13 +102,12 @@ export function parseServeFlags(flags: ServeFlags): ServeSettings {
   // Other nodes reach the client port on the raft host when it listens on every interface.
   const listen = parseHostPort(listenAddr);
   const raft = parseHostPort(raftAddr);
-  const raftHost = raft.host;
   if (listen.port === raft.port && (listen.host === raft.host || isWildcardHost(listen.host) || isWildcardHost(raft.host))) {
     throw new UsageError(
       `--listen-addr ${listenAddr} and --raft-addr ${raftAddr} share a port; give the client and peer listeners different ports, such as 5379 and 15379`,
     );
   }
-  const clientHost = isWildcardHost(listen.host) ? raftHost : listen.host;
+  const clientHost = isWildcardHost(listen.host) ? raft.host : listen.host;
   const clientAddr = `${clientHost.includes(":") ? `[${clientHost}]` : clientHost}:${listen.port}`;
 
   const tickMs = intFlag(flags["tick-ms"], "tick-ms", 50, 1, 10_000);
@@ -179,12 +178,12 @@ function parseLogLevel(value: string): LogLevel {
   throw new UsageError(`invalid --log-level "${value}": expected debug, info, warn or error`);
 }
 
-/** Accepts ":port" as "0.0.0.0:port"; other forms must be host:port. */
 /** Returns whether a listener on `host` accepts connections on every interface. */
 function isWildcardHost(host: string): boolean {
   return host === "0.0.0.0" || host === "::";
 }
 
+/** Accepts ":port" as "0.0.0.0:port"; other forms must be host:port. */
 function normalizeListenAddr(value: string, flag: string): string {
   const addr = value.startsWith(":") ? `0.0.0.0${value}` : value;
   try {
@@ -368,15 +367,14 @@ async function announceNewAddresses(
   };
   logger.info("this node's addresses changed; asking the cluster to record the new ones", fields);
   // --join-addr may be down or gone, so the other members come after it.
-  const others = node
-    .status()
-    .members.filter((member) => member.id !== settings.nodeId)
-    .map((member) => member.clientAddr);
-  const targets = [...new Set([...(settings.joinAddr ? [settings.joinAddr] : []), ...others])];
+  const targets = settings.joinAddr ? [settings.joinAddr] : [];
+  for (const member of node.status().members) {
+    if (member.id !== settings.nodeId && !targets.includes(member.clientAddr)) targets.push(member.clientAddr);
+  }
   // The only member of a one-node cluster leads it, so it records its own addresses.
   if (targets.length === 0) targets.push(settings.clientAddr);
   let lastError = "no member accepted the change";
-  for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && targets.length > 0 && !stopped(); attempt++) {
+  for (let attempt = 0; attempt < ADDRESS_CHANGE_ATTEMPTS && !stopped(); attempt++) {
     const target = targets[attempt % targets.length];
     try {
       const reply = await sendJoin(target, settings, [node.incarnation, node.clusterId ?? ""], 10_000);

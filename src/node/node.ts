@@ -328,7 +328,10 @@ export class EchoNode {
     this.#updatePeers(true);
   }
 
-  /** Members learned from the join reply, used only while the local configuration is empty. */
+  /**
+   * Members learned from the join reply. They replace the configuration while
+   * it is empty, and remain peers until a configuration lists this node.
+   */
   #joinMembers = new Map<NodeId, Member>();
 
   /** The configuration, or the members learned at join time while the log has none yet. */

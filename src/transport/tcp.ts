@@ -120,9 +120,12 @@ export class TcpTransport implements Transport {
       if (targetPeers.get(id) === peer.raftAddr) continue;
       peer.close();
       this.#peers.delete(id);
-      const newAddr = targetPeers.get(id);
-      if (newAddr === undefined) this.#logger.info("peer removed", { peer: id, addr: peer.raftAddr });
-      else this.#logger.info("peer address changed", { peer: id, addr: newAddr, previous_addr: peer.raftAddr });
+      const newRaftAddr = targetPeers.get(id);
+      if (newRaftAddr === undefined) {
+        this.#logger.info("peer removed", { peer: id, addr: peer.raftAddr });
+      } else {
+        this.#logger.info("peer address changed", { peer: id, addr: newRaftAddr, previous_addr: peer.raftAddr });
+      }
     }
 
     for (const [id, raftAddr] of targetPeers) {

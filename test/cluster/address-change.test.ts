@@ -24,6 +24,26 @@ async function membersByRaftAddr(cluster: Cluster, node: ClusterNode): Promise<M
   return byAddr;
 }
 
+/**
+ * Stops `node` with `signal`, starts it again on new ports, and waits until
+ * it logs that the cluster recorded them. Returns its old raft address.
+ */
+async function restartOnNewPorts(cluster: Cluster, node: ClusterNode, signal: "SIGKILL" | "SIGTERM"): Promise<string> {
+  const oldRaftAddr = node.raftAddr;
+  await cluster.kill(node, signal);
+  node.moveToNewPorts();
+  await cluster.start(node, "ping");
+  await node.waitForLog("address change recorded", 20_000);
+  return oldRaftAddr;
+}
+
+/** Checks that MEMBERS on `observer` lists `moved` at its new raft address and no member at `oldRaftAddr`. */
+async function expectMoveListed(cluster: Cluster, observer: ClusterNode, moved: ClusterNode, oldRaftAddr: string): Promise<void> {
+  const members = await membersByRaftAddr(cluster, observer);
+  expect(members.get(moved.raftAddr)).toBe(moved.id);
+  expect(members.has(oldRaftAddr)).toBe(false);
+}
+
 describe("address change", () => {
   clusterTest(
     "member moves to new addresses",
@@ -35,17 +55,10 @@ describe("address change", () => {
       const moved = nodes.find((node) => node !== leader)!;
       await cluster.waitForValue(moved, "p", "1");
       const oldPorts = { client: moved.clientPort, raft: moved.raftPort };
-      const oldRaftAddr = moved.raftAddr;
 
-      await cluster.kill(moved, "SIGKILL");
-      moved.moveToNewPorts();
       moved.joinAddr = leader.clientAddr;
-      await cluster.start(moved, "ping");
-      await moved.waitForLog("address change recorded", 20_000);
-
-      const members = await membersByRaftAddr(cluster, leader);
-      expect(members.get(moved.raftAddr)).toBe(moved.id);
-      expect(members.has(oldRaftAddr)).toBe(false);
+      const oldRaftAddr = await restartOnNewPorts(cluster, moved, "SIGKILL");
+      await expectMoveListed(cluster, leader, moved, oldRaftAddr);
       expect(replyText(await cluster.command(leader, ["SET", "p", "2"]))).toBe("OK");
       await cluster.waitForValue(moved, "p", "2", 10_000);
 
@@ -75,17 +88,11 @@ describe("address change", () => {
       const nodes = await cluster.startCluster(3);
       const leader = await cluster.waitForLeader(nodes);
       const moved = nodes.find((node) => node !== leader)!;
-      const oldRaftAddr = moved.raftAddr;
 
       // Nothing listens on the --join-addr, so the other members must take the change.
-      await cluster.kill(moved, "SIGTERM");
-      moved.moveToNewPorts();
       moved.joinAddr = `127.0.0.1:${freePort()}`;
-      await cluster.start(moved, "ping");
-      await moved.waitForLog("address change recorded", 20_000);
-      const members = await membersByRaftAddr(cluster, leader);
-      expect(members.get(moved.raftAddr)).toBe(moved.id);
-      expect(members.has(oldRaftAddr)).toBe(false);
+      const oldRaftAddr = await restartOnNewPorts(cluster, moved, "SIGTERM");
+      await expectMoveListed(cluster, leader, moved, oldRaftAddr);
       expect(replyText(await cluster.command(leader, ["SET", "p", "1"]))).toBe("OK");
       await cluster.waitForValue(moved, "p", "1", 10_000);
     },
@@ -98,15 +105,9 @@ describe("address change", () => {
       const cluster = new Cluster({ name: "address-change-single" });
       const [only] = await cluster.startCluster(1);
       expect(replyText(await cluster.command(only, ["SET", "p", "1"]))).toBe("OK");
-      const oldRaftAddr = only.raftAddr;
 
-      await cluster.kill(only, "SIGTERM");
-      only.moveToNewPorts();
-      await cluster.start(only, "ping");
-      await only.waitForLog("address change recorded", 20_000);
-      const members = await membersByRaftAddr(cluster, only);
-      expect(members.get(only.raftAddr)).toBe(only.id);
-      expect(members.has(oldRaftAddr)).toBe(false);
+      const oldRaftAddr = await restartOnNewPorts(cluster, only, "SIGTERM");
+      await expectMoveListed(cluster, only, only, oldRaftAddr);
 
       // A node that joins now dials the recorded address and gets the data.
       const joiner = cluster.addNode({ joinAddr: only.clientAddr });
